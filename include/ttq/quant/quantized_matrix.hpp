@@ -1,0 +1,75 @@
+// QuantizedMatrix: the result of quantizing a [rows, cols] weight matrix groupwise, with
+// everything needed to decode it (packed codes, per-group scales and zeros, shape, group size,
+// bit width, format) and its storage accounting.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ttq/core/types.hpp"
+#include "ttq/quant/format.hpp"
+#include "ttq/quant/packing.hpp"
+
+namespace ttq {
+
+/// A groupwise-quantized matrix [rows, cols], row-major.
+///
+/// Groups are `group` consecutive columns of one row; the last group of a row is shorter when
+/// `group` does not divide `cols` (ragged). Group (r, g) covers columns [g*group, min((g+1)*group, cols)).
+/// `codes` uses the layout of quant/packing.hpp. `scales` and `zeros` are [rows, groups_per_row()],
+/// row-major; the meaning of `zeros` depends on `format` (see GroupParams).
+struct QuantizedMatrix {
+  Index rows = 0;
+  Index cols = 0;
+  Index group = 0;  ///< resolved group size, 1 <= group <= cols (cols means per-channel)
+  int bits = 0;
+  FormatKind format = FormatKind::awq_asymmetric;
+  Index words_per_row = 0;
+  std::vector<std::uint32_t> codes;  ///< [rows, words_per_row]
+  std::vector<float> scales;         ///< [rows, groups_per_row()]
+  std::vector<float> zeros;          ///< [rows, groups_per_row()]
+
+  Index groups_per_row() const { return group == 0 ? 0 : (cols + group - 1) / group; }
+  /// Width of group g of a row (group, or less for the ragged last one).
+  Index group_width(Index g) const { return (g + 1) * group <= cols ? group : cols - g * group; }
+
+  const std::uint32_t* row_codes(Index r) const { return codes.data() + r * words_per_row; }
+  std::uint32_t code(Index r, Index c) const { return unpack_code(row_codes(r), c, bits); }
+  GroupParams params(Index r, Index g) const {
+    const Index i = r * groups_per_row() + g;
+    return {scales[static_cast<std::size_t>(i)], zeros[static_cast<std::size_t>(i)]};
+  }
+
+  /// All codes unpacked, [rows, cols] row-major (for tests and inspection).
+  std::vector<std::uint32_t> unpacked_codes() const {
+    std::vector<std::uint32_t> out(static_cast<std::size_t>(rows * cols));
+    for (Index r = 0; r < rows; ++r)
+      for (Index c = 0; c < cols; ++c) out[static_cast<std::size_t>(r * cols + c)] = code(r, c);
+    return out;
+  }
+
+  /// Decoded values [rows, cols]: the spec's w^ for every element (before any 1/D).
+  RowMatrix dequantize() const {
+    RowMatrix out(rows, cols);
+    visit_format(format, [&](auto f) {
+      using F = decltype(f);
+      for (Index r = 0; r < rows; ++r)
+        for (Index c = 0; c < cols; ++c) out(r, c) = F::decode(code(r, c), params(r, c / group), bits);
+    });
+    return out;
+  }
+
+  /// Storage per weight in bits, counting codes plus per-group scale (fp32) and zero point at
+  /// the format's deployment size (8 bits for an integer zero, 32 for a float offset), with
+  /// ragged groups counted exactly: total bits / (rows * cols). Row padding is not counted.
+  double bits_per_weight() const {
+    if (rows == 0 || cols == 0) return 0.0;
+    const int zero_bits = visit_format(format, [](auto f) { return decltype(f)::zero_point_bits; });
+    const double per_group = 32.0 + zero_bits;
+    const double total = static_cast<double>(rows) *
+                         (static_cast<double>(cols) * bits + static_cast<double>(groups_per_row()) * per_group);
+    return total / (static_cast<double>(rows) * static_cast<double>(cols));
+  }
+};
+
+}  // namespace ttq
