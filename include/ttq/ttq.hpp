@@ -18,6 +18,7 @@
 #include "ttq/quant/quantized_matrix.hpp"
 #include "ttq/quant/quantizer.hpp"
 #include "ttq/residual/low_rank_residual.hpp"
+#include "ttq/stats/adaptive_exponent.hpp"
 #include "ttq/stats/diag_correlation.hpp"
 #include "ttq/stats/scale_plan.hpp"
 

@@ -65,6 +65,13 @@ class OnlineAWQ {
     ScaleContext context{weights_->quantized_part(), config_,
                          [this](std::span<const float> d, std::span<const float> clip) {
                            return quantize(backend_type{}, config_, weights_->quantized_part(), d, clip);
+                         },
+                         [this](std::span<const float> d, std::span<const double> c) {
+                           // Backends without a fused error kernel use the scalar one.
+                           if constexpr (requires { quantize_with_error(backend_type{}, config_, weights_->quantized_part(), d, c); })
+                             return quantize_with_error(backend_type{}, config_, weights_->quantized_part(), d, c);
+                           else
+                             return quantize_with_error(backend::Scalar{}, config_, weights_->quantized_part(), d, c);
                          }};
     ScalePlan plan = correlation_.plan(context);
     detail::require_shape(static_cast<Index>(plan.scales.size()) == d_in(), "scales",

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
@@ -30,6 +31,9 @@ struct ScaleContext {
   QuantConfig config;      ///< resolved for d_in
   /// Quantizes weight * diag(D) with optional per-group clip ratios, on the operator's backend.
   std::function<QuantizedMatrix(std::span<const float> scales, std::span<const float> group_clip)> quantize;
+  /// Quantizes weight * diag(D) and returns sum_j c_j sum_i (W_ij - W^_ij)^2 from the same pass.
+  std::function<backend::WeightedQuantization(std::span<const float> scales, std::span<const double> channel_weight)>
+      quantize_with_error;
 };
 
 }  // namespace ttq

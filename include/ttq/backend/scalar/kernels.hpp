@@ -22,9 +22,13 @@ namespace detail {
 /// Quantizes rows [0, w.rows) of `w * diag(col_scale)` with format F into `out` (already sized).
 /// Each group's min/max is taken over the scaled values (fp32 products, as llm-awq's
 /// `weight * scales`), shrunk by the clip ratio, then fit/encode per the format.
+/// When `channel_weight` is non-empty, also returns sum_j c_j sum_i (w_ij - w^_ij / d_j)^2, the
+/// diagonal-weighted error of the adaptive exponent (spec "Adaptive exponent"), in the same pass.
 template <NumberFormat F>
-void quantize_rows(const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
-                   std::span<const float> group_clip, QuantizedMatrix& out) {
+double quantize_rows(const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
+                     std::span<const float> group_clip, QuantizedMatrix& out,
+                     std::span<const double> channel_weight = {}) {
+  double weighted_error = 0.0;
   const Index groups = out.groups_per_row();
   std::vector<float> scaled(static_cast<std::size_t>(config.group));
   for (Index r = 0; r < w.rows; ++r) {
@@ -50,9 +54,19 @@ void quantize_rows(const QuantConfig& config, ConstMatrixView w, std::span<const
       const GroupParams p = F::fit(clip * mn, clip * mx, config.bits);
       out.scales[static_cast<std::size_t>(r * groups + g)] = p.scale;
       out.zeros[static_cast<std::size_t>(r * groups + g)] = p.zero;
-      for (Index k = 0; k < width; ++k) pack_code(words, begin + k, config.bits, F::encode(scaled[static_cast<std::size_t>(k)], p, config.bits));
+      for (Index k = 0; k < width; ++k) {
+        const std::uint32_t code = F::encode(scaled[static_cast<std::size_t>(k)], p, config.bits);
+        pack_code(words, begin + k, config.bits, code);
+        if (!channel_weight.empty()) {
+          const auto j = static_cast<std::size_t>(begin + k);
+          const double d = col_scale.empty() ? 1.0 : static_cast<double>(col_scale[j]);
+          const double diff = static_cast<double>(row[begin + k]) - static_cast<double>(F::decode(code, p, config.bits)) / d;
+          weighted_error += channel_weight[j] * diff * diff;
+        }
+      }
     }
   }
+  return weighted_error;
 }
 
 }  // namespace detail
@@ -81,6 +95,23 @@ inline QuantizedMatrix quantize(Scalar, const QuantConfig& config, ConstMatrixVi
   QuantizedMatrix q = make_quantized_matrix(config, w.rows, w.cols);
   visit_format(config.format, [&](auto f) { detail::quantize_rows<decltype(f)>(config, w, col_scale, group_clip, q); });
   return q;
+}
+
+/// A quantization together with its diagonal-weighted error (see quantize_with_error).
+struct WeightedQuantization {
+  QuantizedMatrix quantized;
+  double weighted_error = 0.0;
+};
+
+/// quantize() that also returns E = sum_j c_j sum_i (w_ij - deq_ij / d_j)^2 computed in the same
+/// pass over w. `channel_weight` (c) has length cols. Used to choose among candidate scales.
+inline WeightedQuantization quantize_with_error(Scalar, const QuantConfig& config, ConstMatrixView w,
+                                                std::span<const float> col_scale, std::span<const double> channel_weight) {
+  WeightedQuantization result{make_quantized_matrix(config, w.rows, w.cols), 0.0};
+  visit_format(config.format, [&](auto f) {
+    result.weighted_error = detail::quantize_rows<decltype(f)>(config, w, col_scale, {}, result.quantized, channel_weight);
+  });
+  return result;
 }
 
 /// Marker for the p = infinity norm in `DiagCorrelation<P>` and the statistics kernels.

@@ -1,0 +1,122 @@
+// AdaptiveExponent<P>: TTQ with the exponent chosen per layer and per prompt (spec "Adaptive
+// exponent", ours beyond the paper).
+//
+// A fixed alpha is a compromise across layers and prompts. This policy quantizes the weights
+// once per candidate exponent a of a small grid, with D_a = normalised s^a, and keeps the
+// candidate whose diagonal-weighted error
+//     E_a = sum_j c_j sum_i (W_ij - Q(W D_a)_ij / D_a,j)^2,   c_j = mean_t x_tj^2
+// is least. E_a comes out of the same pass that quantizes (no extra pass over W), and the
+// winning quantization is handed to the operator as is. Cost: |grid| quantizations, independent of T.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ttq/core/error.hpp"
+#include "ttq/core/types.hpp"
+#include "ttq/stats/diag_correlation.hpp"
+#include "ttq/stats/scale_plan.hpp"
+
+namespace ttq {
+
+/// How the candidate scales s^a are normalised (a global factor changes nothing in exact
+/// arithmetic; it moves the 1e-4 floor and the floating-point rounding).
+enum class ExponentNormalisation {
+  none,  ///< D_a = max(s^a, floor): the configuration of the reference measurement
+  awq,   ///< D_a = max(s^a, floor) / sqrt(max * min), as llm-awq
+};
+
+struct AdaptiveExponentOptions {
+  double p = 1.0;  ///< norm of the statistic s, used only when P == Dynamic
+  std::vector<double> grid = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};  ///< candidate exponents, >= 0
+  ExponentNormalisation normalisation = ExponentNormalisation::none;
+  double floor = 1e-4;  ///< lower bound on s^a (before normalisation), > 0
+  double decay = 0.0;   ///< statistics decay across prompts, as DiagCorrelationOptions::decay
+};
+
+/// Correlation policy choosing D = normalised s^a with a picked from a grid per requantization.
+/// P as in DiagCorrelation (1, 2, InfNorm, integer, or Dynamic).
+template <int P = 1>
+class AdaptiveExponent {
+ public:
+  static constexpr int p = P;
+  static constexpr bool adapts = true;
+
+  AdaptiveExponent() : AdaptiveExponent(AdaptiveExponentOptions{}) {}
+  explicit AdaptiveExponent(AdaptiveExponentOptions options)
+      : options_(std::move(options)), stats_(DiagCorrelationOptions{.p = options_.p, .alpha = 1.0, .lambda = 0.0,
+                                                                    .decay = options_.decay}) {
+    detail::require_range(!options_.grid.empty(), "grid", "at least one exponent", "an empty grid");
+    for (double a : options_.grid)
+      detail::require_range(std::isfinite(a) && a >= 0.0, "grid", "finite exponents >= 0", std::to_string(a));
+    detail::require_range(std::isfinite(options_.floor) && options_.floor > 0.0, "floor", "a finite value > 0",
+                          std::to_string(options_.floor));
+  }
+
+  const AdaptiveExponentOptions& options() const { return options_; }
+  void bind(Index d_in) { stats_.bind(d_in); }
+  void observe(ConstMatrixView x) { stats_.observe(x); }
+  void begin_prompt() { stats_.begin_prompt(); }
+  void reset() {
+    stats_.reset();
+    chosen_.reset();
+    errors_.clear();
+  }
+  const DiagCorrelation<P>& statistics() const { return stats_; }
+
+  /// The exponent of the last plan (nullopt before any token was observed).
+  std::optional<double> chosen_exponent() const { return chosen_; }
+  /// E_a of the last plan, one per grid point (empty before any token was observed).
+  const std::vector<double>& candidate_errors() const { return errors_; }
+
+  /// D_a for the statistics so far (spec: normalised s^a, floored).
+  std::vector<float> candidate_scales(double a) const { return scales_for(stats_.channel_norms(), a); }
+
+  ScalePlan plan(const ScaleContext& context) {
+    errors_.clear();
+    chosen_.reset();
+    if (stats_.tokens() <= 0.0)
+      return {std::vector<float>(static_cast<std::size_t>(stats_.channels()), 1.0f), {}, std::nullopt};
+    const std::vector<double> s = stats_.channel_norms();
+    const std::vector<double> c = stats_.mean_squares();
+    ScalePlan best;
+    double best_error = std::numeric_limits<double>::infinity();
+    for (double a : options_.grid) {
+      std::vector<float> d = scales_for(s, a);
+      backend::WeightedQuantization candidate = context.quantize_with_error(d, c);
+      errors_.push_back(candidate.weighted_error);
+      if (candidate.weighted_error < best_error) {  // strict: ties keep the smaller-index exponent
+        best_error = candidate.weighted_error;
+        best = {std::move(d), {}, std::move(candidate.quantized)};
+        chosen_ = a;
+      }
+    }
+    return best;
+  }
+
+ private:
+  std::vector<float> scales_for(const std::vector<double>& s, double a) const {
+    std::vector<double> v(s.size());
+    double mx = 0.0, mn = std::numeric_limits<double>::infinity();
+    for (std::size_t j = 0; j < s.size(); ++j) {
+      v[j] = std::max(std::pow(s[j], a), options_.floor);
+      mx = std::max(mx, v[j]);
+      mn = std::min(mn, v[j]);
+    }
+    const double norm = options_.normalisation == ExponentNormalisation::awq ? std::sqrt(mx * mn) : 1.0;
+    std::vector<float> out(s.size());
+    for (std::size_t j = 0; j < s.size(); ++j) out[j] = static_cast<float>(v[j] / norm);
+    return out;
+  }
+
+  AdaptiveExponentOptions options_;
+  DiagCorrelation<P> stats_;
+  std::optional<double> chosen_;
+  std::vector<double> errors_;
+};
+
+}  // namespace ttq

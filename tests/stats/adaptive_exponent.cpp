@@ -1,0 +1,95 @@
+// Tests of stats/adaptive_exponent.hpp: the per-prompt exponent choice of TTQ.
+#include <catch2/catch.hpp>
+
+#include <ttq/op/metrics.hpp>
+#include <ttq/op/online_awq.hpp>
+#include <ttq/stats/adaptive_exponent.hpp>
+
+#include <cmath>
+
+#include "test_support.hpp"
+
+using namespace ttq;
+
+namespace {
+using Q3 = Quantizer<3, 32>;
+using Adaptive3 = OnlineAWQ<Q3, AdaptiveExponent<1>>;
+
+// E_a of the spec, computed from the public pieces only: Quantizer::quantize_dequantize and
+// the statistics of DiagCorrelation.
+double diagonal_weighted_error(const RowMatrix& w, const std::vector<float>& d, const std::vector<double>& c) {
+  const RowMatrix w_hat = Q3().quantize_dequantize(w, d);
+  double e = 0.0;
+  for (Index j = 0; j < w.cols(); ++j) e += c[static_cast<std::size_t>(j)] * (w.col(j) - w_hat.col(j)).cast<double>().squaredNorm();
+  return e;
+}
+}  // namespace
+
+TEST_CASE("the adaptive exponent picks alpha = 0 when activations are uniform", "[stats][adaptive]") {
+  const RowMatrix w = test::normal_matrix(16, 64, 1u);
+  RowMatrix x = RowMatrix::Ones(8, 64);
+  for (Index t = 0; t < 8; t += 2) x.row(t) *= -1.0f;  // |x| = 1 everywhere: s_j all equal
+  Adaptive3 op(w, {});
+  op.calibrate(x);
+  REQUIRE(op.correlation().chosen_exponent().has_value());
+  CHECK(*op.correlation().chosen_exponent() == 0.0);
+}
+
+TEST_CASE("the adaptive choice equals an exhaustive evaluation of every grid point through the public API",
+          "[stats][adaptive]") {
+  for (std::uint32_t seed : {2u, 3u, 4u}) {
+    const RowMatrix w = test::normal_matrix(32, 96, seed);
+    const RowMatrix x = test::outlier_activations(40, 96, 3, seed + 100u);
+    Adaptive3 op(w, {});
+    op.calibrate(x);
+
+    DiagCorrelation<1> stat;
+    stat.observe(x);
+    const std::vector<double> s = stat.channel_norms(), c = stat.mean_squares();
+    double best = INFINITY, best_a = -1.0;
+    const auto& grid = op.correlation().options().grid;
+    for (std::size_t k = 0; k < grid.size(); ++k) {
+      std::vector<float> d(s.size());
+      for (std::size_t j = 0; j < s.size(); ++j) d[j] = static_cast<float>(std::max(std::pow(s[j], grid[k]), 1e-4));
+      const double e = diagonal_weighted_error(w, d, c);
+      // quantize_dequantize divides by D in fp32, the kernel in double: ~1e-7 relative apart.
+      CHECK(op.correlation().candidate_errors()[k] == Approx(e).epsilon(1e-6));
+      if (e < best) {
+        best = e;
+        best_a = grid[k];
+      }
+    }
+    CHECK(*op.correlation().chosen_exponent() == best_a);
+    // The operator's quantization is the winning candidate's, not a re-quantization with other scales.
+    std::vector<float> d_best(s.size());
+    for (std::size_t j = 0; j < s.size(); ++j) d_best[j] = static_cast<float>(std::max(std::pow(s[j], best_a), 1e-4));
+    CHECK(op.quantized().unpacked_codes() == Q3().quantize(w, d_best).unpacked_codes());
+  }
+}
+
+TEST_CASE("on outlier activations the adaptive exponent is no worse than RTN in its own criterion", "[stats][adaptive]") {
+  const RowMatrix w = test::normal_matrix(64, 128, 5u);
+  const RowMatrix x = test::outlier_activations(64, 128, 4, 6u);
+  Adaptive3 op(w, {});
+  op.calibrate(x);
+  const auto& errors = op.correlation().candidate_errors();
+  CHECK(*std::min_element(errors.begin(), errors.end()) <= errors.front());  // grid[0] = 0 is RTN
+  CHECK(relative_error(x, w, op.effective_weight()) < relative_error(x, w, Q3().quantize_dequantize(w)));
+}
+
+TEST_CASE("the AWQ normalisation changes only a global factor of the candidate scales", "[stats][adaptive]") {
+  const RowMatrix x = test::outlier_activations(20, 32, 2, 7u);
+  AdaptiveExponent<1> plain, awq({.normalisation = ExponentNormalisation::awq});
+  plain.bind(32);
+  awq.bind(32);
+  plain.observe(x);
+  awq.observe(x);
+  const auto a = plain.candidate_scales(0.5), b = awq.candidate_scales(0.5);
+  for (std::size_t j = 1; j < a.size(); ++j) CHECK(a[j] / b[j] == Approx(a[0] / b[0]).epsilon(1e-5));
+}
+
+TEST_CASE("bad adaptive-exponent options get typed errors", "[stats][adaptive][errors]") {
+  CHECK_THROWS_AS(AdaptiveExponent<1>({.grid = {}}), RangeError);
+  CHECK_THROWS_AS(AdaptiveExponent<1>({.grid = {0.0, -0.5}}), RangeError);
+  CHECK_THROWS_AS(AdaptiveExponent<1>({.floor = 0.0}), RangeError);
+}
