@@ -1,0 +1,51 @@
+// Perplexity evaluation of a (quantized) Llama model under the two protocols of the spec, for
+// the two kinds of corpus the tools read:
+//   documents  (TinyStories style, --separator): each document on its own, BOS + text, truncated to ctx
+//   stream     (WikiText style): the whole text as one token stream cut into windows of ctx
+//              tokens, each window starting with BOS followed by ctx - 1 text tokens
+// Protocols:
+//   paper   TTQ calibrates on each evaluation window itself; every prediction is scored
+//   causal  the first half of each window is the prompt (calibration + KV cache); only the
+//           predictions of the second half's tokens are scored, for every method alike, so no
+//           statistic ever sees a token it predicts
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llama/eval.hpp"
+#include "llama/model.hpp"
+#include "llama/tokenizer.hpp"
+#include "llama/ttq_linear.hpp"
+
+namespace ttq::llama {
+
+enum class Protocol { paper, causal };
+Protocol parse_protocol(std::string_view name);  ///< "paper" | "causal"; throws LlamaError
+std::string protocol_name(Protocol protocol);
+
+struct CorpusOptions {
+  std::optional<std::string> separator;  ///< document mode when set
+  int ctx = 512;                         ///< window / document token budget, BOS included (>= 4)
+  std::int64_t limit_tokens = 0;         ///< stream mode: stop after this many text tokens (0: all)
+};
+
+/// The evaluation windows of `text`: documents (separator set) or stream windows, each
+/// starting with BOS, each at most ctx tokens, windows shorter than 4 tokens dropped.
+std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::string_view text, const CorpusOptions& options);
+
+/// Scores `windows` under `protocol`. progress(done, total) is called after each window.
+NllSum evaluate_windows(LlamaModel& model, const std::vector<std::vector<int>>& windows, Protocol protocol,
+                        const std::function<void(std::size_t, std::size_t)>& progress = {});
+
+/// Static AWQ's offline calibration: runs `windows` (until `tokens` tokens have been seen)
+/// through the model in fp32 while every projection records its input, then freezes the scales.
+/// Returns the number of calibration tokens used. No-op (returns 0) for other methods.
+std::int64_t calibrate_static_awq(LlamaModel& model, QuantizedLinears& linears,
+                                  const std::vector<std::vector<int>>& windows, std::int64_t tokens);
+
+}  // namespace ttq::llama

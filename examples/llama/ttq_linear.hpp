@@ -1,0 +1,70 @@
+// The seam between the Llama runner and ttq: LinearLayer implementations backed by ttq
+// operators (RTN, static AWQ, TTQ with a fixed or an adaptive exponent, optional low rank),
+// configured at run time from the tools' flags. Everything method-specific the tools need
+// (static AWQ's offline calibration, the exponents TTQ picked) is reachable through
+// QuantizedLinears, which makes and tracks the projections of one model.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llama/model.hpp"
+
+namespace ttq::llama {
+
+enum class Method { fp32, rtn, awq, ttq };
+
+/// A quantization method and its settings, as the tools' flags give them.
+struct MethodConfig {
+  Method method = Method::ttq;
+  int bits = 3;
+  int group = 32;  ///< 0 means per-channel
+  int rank = 0;    ///< low-rank residual (TTQ only)
+  double p = 2.0;  ///< norm of the activation statistic (TTQ: DiagCorrelation / AdaptiveExponent; AWQ: its p)
+  std::optional<double> alpha = 0.5;  ///< nullopt: adaptive exponent ("auto")
+  double lambda = 0.1;
+  std::vector<double> alpha_grid = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
+  bool awq_normalisation = false;  ///< adaptive exponent: llm-awq's sqrt(max*min) normalisation
+  bool awq_clip_search = false;    ///< static AWQ: per-group clip search
+  int awq_calibration_tokens = 2000;  ///< static AWQ: tokens kept per layer for the search
+};
+
+Method parse_method(std::string_view name);  ///< "fp32" | "rtn" | "awq" | "ttq"; throws LlamaError
+std::string method_name(Method method);
+/// A short human label, e.g. "TTQ (p=2, alpha=auto)".
+std::string describe(const MethodConfig& config);
+
+class QuantizedLinear;
+
+/// Makes the projections of one model for a MethodConfig and keeps track of them. Must outlive
+/// the model built with factory().
+class QuantizedLinears {
+ public:
+  explicit QuantizedLinears(MethodConfig config);
+  ~QuantizedLinears();
+  QuantizedLinears(const QuantizedLinears&) = delete;
+  QuantizedLinears& operator=(const QuantizedLinears&) = delete;
+
+  const MethodConfig& config() const { return config_; }
+  LinearFactory factory();
+
+  /// Static AWQ's offline calibration: between begin and finish, every projection computes in
+  /// fp32 and records its input; finish fits and freezes each layer's scales. No-op for other methods.
+  void begin_awq_calibration();
+  void finish_awq_calibration();
+
+  /// For the adaptive exponent: how often each grid exponent was chosen, over every requantization so far.
+  std::map<double, std::int64_t> chosen_exponents() const;
+  /// Effective storage of the quantized projections (bits per weight incl. scales/zeros; 32 for fp32).
+  double bits_per_weight() const;
+
+ private:
+  MethodConfig config_;
+  std::vector<QuantizedLinear*> layers_;  // owned by the model
+};
+
+}  // namespace ttq::llama

@@ -1,0 +1,108 @@
+// ttq-compare: the main demo. Perplexity of the bundled stories260K model on both bundled texts
+// for FP32, RTN, static AWQ (calibrated on the *other* text: the domain shift TTQ avoids), TTQ
+// with the paper-like fixed exponent and TTQ with the exponent chosen per layer and prompt, at
+// 2, 3 and 4 bits. Prints one markdown table per text. See docs/tools.md.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "llama/cli.hpp"
+#include "llama/gguf.hpp"
+#include "llama/perplexity.hpp"
+
+using namespace ttq::llama;
+
+namespace {
+
+struct Corpus {
+  std::string name;
+  std::vector<std::vector<int>> windows;
+  std::vector<std::vector<int>> other;  // static AWQ's calibration windows (the other text)
+};
+
+double run(const GgufFile& file, const MethodConfig& method, const Corpus& corpus, Protocol protocol, std::int64_t calib_tokens) {
+  QuantizedLinears linears(method);
+  LlamaModel model(file, linears.factory());
+  calibrate_static_awq(model, linears, corpus.other, calib_tokens);
+  return std::exp(evaluate_windows(model, corpus.windows, protocol).mean());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help") {
+      std::puts(
+          "usage: ttq-compare [--model M.gguf] [--wikitext-tokens N] [--calib-tokens N] [--group g] [--protocol paper|causal]\n"
+          "  Compares FP32, RTN, static AWQ (calibrated on the other text), TTQ (fixed p=2, alpha=0.5, lambda=0.1)\n"
+          "  and TTQ (alpha chosen per layer and prompt) at 2/3/4 bits on the bundled TinyStories sample\n"
+          "  (46 documents) and the first --wikitext-tokens tokens of the bundled WikiText-2 test text (default 16384).");
+      return 0;
+    }
+  try {
+    const cli::Flags flags(argc, argv, {"model", "wikitext-tokens", "calib-tokens", "group", "protocol"}, {});
+    const std::string data = TTQ_LLAMA_DATA_DIR;
+    const GgufFile file = read_gguf_file(flags.get("model", data + "/stories260K.gguf"));
+    const Tokenizer tokenizer = Tokenizer::from_gguf(file);
+    const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
+    const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000);
+    const int group = static_cast<int>(flags.get_int("group", 32));
+    const std::string stories = read_text_file(data + "/tinystories-valid.head32k.txt");
+    const std::string wiki = read_text_file(data + "/wikitext-2-raw.test.txt");
+    const auto story_windows = make_windows(tokenizer, stories, {"<|endoftext|>", 512, 0});
+    const auto wiki_windows = make_windows(tokenizer, wiki, {std::nullopt, 512, flags.get_int("wikitext-tokens", 16384)});
+    const std::vector<Corpus> corpora{{"TinyStories (46 documents)", story_windows, wiki_windows},
+                                      {"WikiText-2 (first " + std::to_string(flags.get_int("wikitext-tokens", 16384)) + " tokens)",
+                                       wiki_windows, story_windows}};
+
+    std::vector<MethodConfig> methods;
+    MethodConfig m;
+    m.group = group;
+    m.method = Method::rtn;
+    methods.push_back(m);
+    m.method = Method::awq;
+    m.p = 1.0;
+    methods.push_back(m);
+    m.method = Method::ttq;
+    m.p = 2.0;
+    m.alpha = 0.5;
+    m.lambda = 0.1;
+    methods.push_back(m);
+    m.p = 1.0;
+    m.alpha.reset();
+    methods.push_back(m);
+
+    const auto start = std::chrono::steady_clock::now();
+    std::printf("Perplexity of stories260K (lower is better), group %d, AWQ-compatible format, %s protocol.\n"
+                "Static AWQ is calibrated on %lld tokens of the other text.\n",
+                group, protocol_name(protocol).c_str(), static_cast<long long>(calib_tokens));
+    const int bits[] = {2, 3, 4};
+    std::size_t done = 0;
+    const std::size_t total = corpora.size() * (1 + methods.size() * 3);
+    for (const Corpus& corpus : corpora) {
+      MethodConfig fp32;
+      fp32.method = Method::fp32;
+      const double fp32_ppl = run(file, fp32, corpus, protocol, 0);
+      cli::progress("ttq-compare", ++done, total);
+      std::printf("\n%s: FP32 %.3f\n\n| method | 2 bits | 3 bits | 4 bits |\n|---|---|---|---|\n", corpus.name.c_str(), fp32_ppl);
+      for (MethodConfig method : methods) {
+        std::printf("| %s |", describe(method).c_str());
+        for (int b : bits) {
+          method.bits = b;
+          std::printf(" %.3f |", run(file, method, corpus, protocol, calib_tokens));
+          std::fflush(stdout);
+          cli::progress("ttq-compare", ++done, total);
+        }
+        std::printf("\n");
+      }
+    }
+    std::printf("\n(%.0f s)\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ttq-compare: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,114 @@
+// ttq-ppl: perplexity of a Llama-architecture GGUF model on a text, with every linear
+// projection quantized by the chosen method (FP32, RTN, static AWQ, TTQ), under the paper or the
+// causal protocol. Prints a one-line summary, or one JSON object with --json. See docs/tools.md.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "llama/cli.hpp"
+#include "llama/gguf.hpp"
+#include "llama/perplexity.hpp"
+
+using namespace ttq::llama;
+
+namespace {
+
+const char* kUsage =
+    "usage: ttq-ppl [--model M.gguf] [--text T.txt] [method flags] [--calib-text C.txt --calib-tokens N]\n"
+    "               [--ctx n] [--separator S] [--limit-tokens N] [--protocol paper|causal] [--json]\n"
+    "  --model M.gguf             default: the bundled stories260K\n"
+    "  --text T.txt               default: the bundled TinyStories sample (with --separator '<|endoftext|>')\n"
+    "  --separator S              score each document between lines equal to S on its own (with BOS);\n"
+    "                             without it the text is one token stream cut into --ctx windows\n"
+    "  --ctx n                    window / document budget in tokens, BOS included (default 512)\n"
+    "  --limit-tokens N           stream mode: evaluate only the first N tokens (default: all)\n"
+    "  --protocol paper|causal    paper: TTQ calibrates on each window; causal: on its first half,\n"
+    "                             only the second half is scored (for every method) (default paper)\n"
+    "  --calib-text C.txt         static AWQ's calibration text (default: the bundled WikiText-2)\n"
+    "  --calib-tokens N           static AWQ's calibration tokens (default 2000)\n"
+    "  --json                     print one JSON object on stdout\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help") {
+      std::printf("%s%s", kUsage, cli::method_help().c_str());
+      return 0;
+    }
+  try {
+    std::set<std::string> valued{"model", "text", "calib-text", "calib-tokens", "ctx", "separator", "limit-tokens", "protocol"};
+    valued.insert(cli::method_flags().begin(), cli::method_flags().end());
+    std::set<std::string> switches{"json"};
+    switches.insert(cli::method_switches().begin(), cli::method_switches().end());
+    const cli::Flags flags(argc, argv, valued, switches);
+
+    const std::string data = TTQ_LLAMA_DATA_DIR;
+    const std::string model_path = flags.get("model", data + "/stories260K.gguf");
+    const bool default_text = !flags.has("text");
+    const std::string text_path = flags.get("text", data + "/tinystories-valid.head32k.txt");
+    const std::string calib_path = flags.get("calib-text", data + "/wikitext-2-raw.test.txt");
+    CorpusOptions corpus;
+    corpus.ctx = static_cast<int>(flags.get_int("ctx", 512));
+    corpus.limit_tokens = flags.get_int("limit-tokens", 0);
+    if (flags.has("separator")) corpus.separator = flags.get("separator", "");
+    else if (default_text) corpus.separator = "<|endoftext|>";
+    const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
+    const MethodConfig method = cli::method_from_flags(flags);
+    const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000);
+
+    const auto start = std::chrono::steady_clock::now();
+    const GgufFile file = read_gguf_file(model_path);
+    const Tokenizer tokenizer = Tokenizer::from_gguf(file);
+    QuantizedLinears linears(method);
+    LlamaModel model(file, linears.factory());
+    if (corpus.ctx > model.config().context_length)
+      throw LlamaError("--ctx " + std::to_string(corpus.ctx) + " exceeds the model's context length " +
+                       std::to_string(model.config().context_length));
+
+    std::int64_t used_calibration = 0;
+    if (method.method == Method::awq) {
+      CorpusOptions calib_corpus{std::nullopt, corpus.ctx, calib_tokens};
+      const auto calib_windows = make_windows(tokenizer, read_text_file(calib_path), calib_corpus);
+      used_calibration = calibrate_static_awq(model, linears, calib_windows, calib_tokens);
+    }
+    const auto windows = make_windows(tokenizer, read_text_file(text_path), corpus);
+    const NllSum nll = evaluate_windows(model, windows, protocol, [](std::size_t d, std::size_t t) { cli::progress("ttq-ppl", d, t); });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double ppl = std::exp(nll.mean());
+
+    if (flags.has("json")) {
+      std::printf("{\"method\": \"%s\", \"label\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"p\": %g, ",
+                  method_name(method.method).c_str(), cli::json_escape(describe(method)).c_str(),
+                  method.method == Method::fp32 ? 32 : method.bits, method.group, method.rank, method.p);
+      if (method.alpha) std::printf("\"alpha\": %g, \"lambda\": %g, ", *method.alpha, method.lambda);
+      else std::printf("\"alpha\": \"auto\", \"lambda\": null, ");
+      std::printf("\"protocol\": \"%s\", \"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"windows\": %zu, ",
+                  protocol_name(protocol).c_str(), cli::json_escape(model_path).c_str(), cli::json_escape(text_path).c_str(),
+                  corpus.ctx, windows.size());
+      std::printf("\"calib_text\": \"%s\", \"calib_tokens\": %lld, \"bits_per_weight\": %.4f, ",
+                  method.method == Method::awq ? cli::json_escape(calib_path).c_str() : "",
+                  static_cast<long long>(used_calibration), linears.bits_per_weight());
+      std::printf("\"chosen_alpha\": {");
+      bool first = true;
+      for (const auto& [a, n] : linears.chosen_exponents()) {
+        std::printf("%s\"%g\": %lld", first ? "" : ", ", a, static_cast<long long>(n));
+        first = false;
+      }
+      std::printf("}, \"tokens\": %lld, \"nll\": %.6f, \"ppl\": %.4f, \"seconds\": %.3f}\n", static_cast<long long>(nll.count),
+                  nll.mean(), ppl, seconds);
+    } else {
+      const std::string format = method.method == Method::fp32
+                                     ? std::string()
+                                     : ", " + std::to_string(method.bits) + "-bit g" + std::to_string(method.group);
+      std::printf("%s%s, %s protocol: %lld predictions, NLL %.4f, perplexity %.3f (%.1f s)\n", describe(method).c_str(),
+                  format.c_str(), protocol_name(protocol).c_str(), static_cast<long long>(nll.count), nll.mean(), ppl, seconds);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ttq-ppl: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
