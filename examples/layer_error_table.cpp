@@ -1,12 +1,16 @@
 // Quantize one linear layer with RTN, static AWQ and TTQ at 2-5 bits and print the relative
 // activation-aware error E (paper Eq. 2) of each: the smallest demonstration of what TTQ is for.
 //
-// The layer is a seeded random one by default. The prompt's activations have LLM-like outlier
-// channels; static AWQ is calibrated on activations whose outliers sit on *other* channels
-// (a domain shift), and on the prompt itself as the best case it can reach.
+// The layer is a real one from the bundled stories260K model by default (--tensor NAME picks
+// another, --random a seeded random one). The prompt's activations are synthetic with LLM-like
+// outlier channels; static AWQ is calibrated on activations whose outliers sit on *other*
+// channels (a domain shift), and on the prompt itself as the best case it can reach.
 //
-// Usage: ttq_layer_error_table [--d-out N] [--d-in N] [--tokens T] [--group G] [--seed S]
+// Usage: ttq_layer_error_table [--tensor NAME | --random] [--d-out N] [--d-in N] [--tokens T]
+//                              [--group G] [--seed S]
 #include <ttq/ttq.hpp>
+
+#include "llama/gguf.hpp"
 
 #include <cstdio>
 #include <cstdlib>
@@ -47,6 +51,18 @@ void print_row(const ttq::RowMatrix& w, const ttq::RowMatrix& prompt, const ttq:
               ttq::relative_error(prompt, w, ttq_op.effective_weight()));
 }
 
+const char* text_option(int argc, char** argv, const char* name, const char* fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+  return fallback;
+}
+
+bool has_switch(int argc, char** argv, const char* name) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return true;
+  return false;
+}
+
 long option(int argc, char** argv, const char* name, long fallback) {
   for (int i = 1; i + 1 < argc; ++i)
     if (std::strcmp(argv[i], name) == 0) return std::strtol(argv[i + 1], nullptr, 10);
@@ -58,25 +74,38 @@ long option(int argc, char** argv, const char* name, long fallback) {
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--help") == 0) {
-      std::puts("usage: ttq_layer_error_table [--d-out N] [--d-in N] [--tokens T] [--group G] [--seed S]");
+      std::puts("usage: ttq_layer_error_table [--tensor NAME | --random] [--d-out N] [--d-in N] [--tokens T] [--group G] [--seed S]\n"
+                "  default: blk.0.ffn_down.weight of the bundled stories260K (64 x 172: ragged groups)");
       return 0;
     }
-  const ttq::Index d_out = option(argc, argv, "--d-out", 256), d_in = option(argc, argv, "--d-in", 256);
+  ttq::Index d_out = option(argc, argv, "--d-out", 256), d_in = option(argc, argv, "--d-in", 256);
   const ttq::Index tokens = option(argc, argv, "--tokens", 128), group = option(argc, argv, "--group", 32);
   std::mt19937 rng(static_cast<unsigned>(option(argc, argv, "--seed", 1)));
   try {
-    const ttq::RowMatrix w = normal(d_out, d_in, rng, 0.05f);
+    ttq::RowMatrix w;
+    std::string source = "seeded random";
+    if (has_switch(argc, argv, "--random")) {
+      w = normal(d_out, d_in, rng, 0.05f);
+    } else {
+      const std::string name = text_option(argc, argv, "--tensor", "blk.0.ffn_down.weight");
+      const auto file = ttq::llama::read_gguf_file(std::string(TTQ_LLAMA_DATA_DIR) + "/stories260K.gguf");
+      const auto& tensor = file.tensor(name);
+      d_out = static_cast<ttq::Index>(tensor.rows());
+      d_in = static_cast<ttq::Index>(tensor.cols());
+      w = Eigen::Map<const ttq::RowMatrix>(tensor.data.data(), d_out, d_in);
+      source = name + " of stories260K";
+    }
     const ttq::RowMatrix prompt = with_outliers(tokens, d_in, rng);
     const ttq::RowMatrix shifted = with_outliers(tokens, d_in, rng);
     std::printf("Relative activation-aware error E = ||X (W - W^)^T||^2 / ||X W^T||^2 (lower is better)\n");
-    std::printf("layer %ldx%ld, group %ld, %ld prompt tokens with outlier channels\n\n", static_cast<long>(d_out),
-                static_cast<long>(d_in), static_cast<long>(group), static_cast<long>(tokens));
+    std::printf("layer %s (%ldx%ld), group %ld, %ld synthetic prompt tokens with outlier channels\n\n", source.c_str(),
+                static_cast<long>(d_out), static_cast<long>(d_in), static_cast<long>(group), static_cast<long>(tokens));
     std::printf("| bits | RTN | AWQ (shifted calib) | AWQ (prompt calib) | TTQ |\n|---|---|---|---|---|\n");
     print_row<2>(w, prompt, shifted, group);
     print_row<3>(w, prompt, shifted, group);
     print_row<4>(w, prompt, shifted, group);
     print_row<5>(w, prompt, shifted, group);
-  } catch (const ttq::Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
   }
