@@ -19,6 +19,7 @@ class QuantizedLinear : public LinearLayer {
   virtual void freeze_awq() {}
   virtual void record_choice(std::map<double, std::int64_t>&) const {}
   virtual double bits_per_weight() const = 0;
+  virtual double elements() const = 0;
 };
 
 namespace {
@@ -31,12 +32,15 @@ using AdaptiveOp = OnlineAWQ<DynamicQuantizer, AdaptiveExponent<Dynamic>, LowRan
 
 class Fp32Linear final : public QuantizedLinear {
  public:
-  Fp32Linear(std::string_view name, const float* w, int d_out, int d_in) : inner_(make_fp32_linear(name, w, d_out, d_in)) {}
+  Fp32Linear(std::string_view name, const float* w, int d_out, int d_in)
+      : inner_(make_fp32_linear(name, w, d_out, d_in)), elements_(static_cast<double>(d_out) * d_in) {}
   void forward(const float* x, int tokens, float* y) override { inner_->forward(x, tokens, y); }
   double bits_per_weight() const override { return 32.0; }
+  double elements() const override { return elements_; }
 
  private:
   std::unique_ptr<LinearLayer> inner_;
+  double elements_;
 };
 
 template <class Op>
@@ -84,6 +88,7 @@ class OperatorLinear final : public QuantizedLinear {
                                 static_cast<double>(op_.d_out() + op_.d_in());
     return op_.quantized().bits_per_weight() + lowrank_bits / elements;
   }
+  double elements() const override { return static_cast<double>(op_.d_out()) * static_cast<double>(op_.d_in()); }
 
  private:
   Op op_;
@@ -189,10 +194,13 @@ std::map<double, std::int64_t> QuantizedLinears::chosen_exponents() const {
 }
 
 double QuantizedLinears::bits_per_weight() const {
-  if (layers_.empty()) return 0.0;
-  double sum = 0.0;
-  for (const auto* l : layers_) sum += l->bits_per_weight();
-  return sum / static_cast<double>(layers_.size());
+  // Weighted by each projection's size: total stored bits over total weights.
+  double bits = 0.0, elements = 0.0;
+  for (const auto* l : layers_) {
+    bits += l->bits_per_weight() * l->elements();
+    elements += l->elements();
+  }
+  return elements > 0.0 ? bits / elements : 0.0;
 }
 
 }  // namespace ttq::llama
