@@ -63,7 +63,7 @@ DocumentScores score_documents(LlamaModel& model, const Tokenizer& tokenizer,
   DocumentScores scores;
   scores.per_document.reserve(documents.size());
   for (const auto& doc : documents) {
-    std::vector<int> tokens = tokenizer.encode(doc, /*add_bos=*/true);
+    std::vector<int> tokens = tokenizer.encode(doc, /*add_bos=*/tokenizer.expects_bos());
     if (tokens.size() > static_cast<std::size_t>(max_tokens)) tokens.resize(static_cast<std::size_t>(max_tokens));
     const NllSum s = score_tokens(model, tokens, mode);
     scores.per_document.push_back(s);

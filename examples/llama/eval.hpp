@@ -40,8 +40,10 @@ std::vector<std::string> split_documents(std::string_view text, std::string_view
 NllSum score_tokens(LlamaModel& model, std::span<const int> tokens,
                     CalibrationMode mode = CalibrationMode::forward_only);
 
-// The per-document protocol: each document encoded with BOS and the dummy prefix, truncated to
-// its first `max_tokens` tokens (BOS included), scored with score_tokens.
+// The per-document protocol: each document encoded on its own (with BOS when the tokenizer
+// expects_bos(), as stories260K's does and SmolLM2's does not; with the dummy prefix for
+// "llama" vocabularies), truncated to its first `max_tokens` tokens (BOS included), scored with
+// score_tokens.
 struct DocumentScores {
   NllSum total;
   std::vector<NllSum> per_document;

@@ -1,4 +1,5 @@
-// The llama BPE tokenizer's implementation. Encoding merges with a priority queue over a linked
+// The "llama" tokenizer's implementation and the Tokenizer that dispatches between it and the
+// byte-level one (byte_level_bpe.cpp). Encoding merges with a priority queue over a linked
 // list of symbols instead of llama2.c's rescan-per-merge loop: both merge, at every step, the
 // highest-scored adjacent pair, leftmost on ties, so the output is identical (the tests check
 // it against a literal transcription of llama2.c), but long documents cost O(n log n) instead
@@ -55,8 +56,8 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
 
 }  // namespace
 
-Tokenizer::Tokenizer(std::vector<std::string> pieces, std::vector<float> scores,
-                     std::vector<TokenType> types, int bos_id, int eos_id, int unknown_id)
+SentencePieceBpe::SentencePieceBpe(std::vector<std::string> pieces, std::vector<float> scores,
+                                   std::vector<TokenType> types, int bos_id, int eos_id, int unknown_id)
     : pieces_(std::move(pieces)),
       scores_(std::move(scores)),
       types_(std::move(types)),
@@ -117,7 +118,7 @@ Tokenizer::Tokenizer(std::vector<std::string> pieces, std::vector<float> scores,
   }
 }
 
-Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
+SentencePieceBpe SentencePieceBpe::from_gguf(const GgufFile& file) {
   const auto model = file.find_string("tokenizer.ggml.model");
   if (!model) throw LlamaError("tokenizer: expected metadata 'tokenizer.ggml.model', it is absent");
   if (*model != "llama") {
@@ -145,15 +146,15 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
   const int bos = id("tokenizer.ggml.bos_token_id", 1);
   const int eos = id("tokenizer.ggml.eos_token_id", 2);
   const int unknown = id("tokenizer.ggml.unknown_token_id", 0);
-  return Tokenizer(std::move(pieces), std::move(scores), std::move(types), bos, eos, unknown);
+  return SentencePieceBpe(std::move(pieces), std::move(scores), std::move(types), bos, eos, unknown);
 }
 
-int Tokenizer::lookup(const std::string& piece) const {
+int SentencePieceBpe::lookup(const std::string& piece) const {
   const auto it = piece_index_.find(piece);
   return it == piece_index_.end() ? -1 : it->second;
 }
 
-std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos, bool add_eos) const {
+std::vector<int> SentencePieceBpe::encode(std::string_view text, bool add_bos, bool add_eos) const {
   std::vector<int> out;
   if (add_bos) out.push_back(bos_id_);
   if (!text.empty()) {
@@ -237,24 +238,24 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos, bool add
   return out;
 }
 
-const std::string& Tokenizer::piece(int token) const {
+const std::string& SentencePieceBpe::piece(int token) const {
   if (token < 0 || token >= vocab_size()) {
     throw LlamaError(cat("tokenizer: token id: expected 0..", vocab_size() - 1, ", got ", token));
   }
   return pieces_[token];
 }
 
-float Tokenizer::score(int token) const {
+float SentencePieceBpe::score(int token) const {
   piece(token);
   return scores_[token];
 }
 
-TokenType Tokenizer::type(int token) const {
+TokenType SentencePieceBpe::type(int token) const {
   piece(token);
   return types_[token];
 }
 
-std::string Tokenizer::decode_piece(int previous, int token) const {
+std::string SentencePieceBpe::decode_piece(int previous, int token) const {
   const std::string& p = piece(token);
   if (byte_value_[token] >= 0) return std::string(1, static_cast<char>(byte_value_[token]));
   if (types_[token] == TokenType::control || types_[token] == TokenType::unknown ||
@@ -266,7 +267,7 @@ std::string Tokenizer::decode_piece(int previous, int token) const {
   return text;
 }
 
-std::string Tokenizer::decode(std::span<const int> tokens) const {
+std::string SentencePieceBpe::decode(std::span<const int> tokens) const {
   std::string out;
   bool at_start = true;  // no text piece emitted yet
   for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -281,6 +282,74 @@ std::string Tokenizer::decode(std::span<const int> tokens) const {
     out += text;
   }
   return out;
+}
+
+Tokenizer::Tokenizer(std::vector<std::string> pieces, std::vector<float> scores, std::vector<TokenType> types,
+                     int bos_id, int eos_id, int unknown_id)
+    : impl_(SentencePieceBpe(std::move(pieces), std::move(scores), std::move(types), bos_id, eos_id, unknown_id)),
+      expects_bos_(true) {}
+
+Tokenizer::Tokenizer(SentencePieceBpe tokenizer, bool expects_bos)
+    : impl_(std::move(tokenizer)), expects_bos_(expects_bos) {}
+
+Tokenizer::Tokenizer(ByteLevelBpe tokenizer, bool expects_bos)
+    : impl_(std::move(tokenizer)), expects_bos_(expects_bos) {}
+
+Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
+  const auto model = file.find_string("tokenizer.ggml.model");
+  if (!model) throw LlamaError("tokenizer: expected metadata 'tokenizer.ggml.model', it is absent");
+  const GgufValue* add_bos = file.find("tokenizer.ggml.add_bos_token");
+  if (add_bos && add_bos->type() != GgufType::boolean) {
+    throw LlamaError(cat("tokenizer: tokenizer.ggml.add_bos_token: expected a bool, got ",
+                         gguf_type_name(add_bos->type())));
+  }
+  auto expects_bos = [&](bool fallback) { return add_bos ? std::get<bool>(add_bos->value) : fallback; };
+  if (*model == "llama") return Tokenizer(SentencePieceBpe::from_gguf(file), expects_bos(true));
+  if (*model == "gpt2") return Tokenizer(ByteLevelBpe::from_gguf(file), expects_bos(false));
+  throw LlamaError(cat("tokenizer: tokenizer.ggml.model: expected \"llama\" or \"gpt2\", got \"", *model, "\""));
+}
+
+TokenizerModel Tokenizer::model() const noexcept {
+  return std::holds_alternative<SentencePieceBpe>(impl_) ? TokenizerModel::llama : TokenizerModel::gpt2;
+}
+
+std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos, bool add_eos) const {
+  return std::visit([&](const auto& t) { return t.encode(text, add_bos, add_eos); }, impl_);
+}
+
+std::string Tokenizer::decode_piece(int previous, int token) const {
+  return std::visit([&](const auto& t) { return t.decode_piece(previous, token); }, impl_);
+}
+
+std::string Tokenizer::decode(std::span<const int> tokens) const {
+  return std::visit([&](const auto& t) { return t.decode(tokens); }, impl_);
+}
+
+int Tokenizer::vocab_size() const noexcept {
+  return std::visit([](const auto& t) { return t.vocab_size(); }, impl_);
+}
+int Tokenizer::bos_id() const noexcept {
+  return std::visit([](const auto& t) { return t.bos_id(); }, impl_);
+}
+int Tokenizer::eos_id() const noexcept {
+  return std::visit([](const auto& t) { return t.eos_id(); }, impl_);
+}
+int Tokenizer::unknown_id() const noexcept {
+  return std::visit([](const auto& t) { return t.unknown_id(); }, impl_);
+}
+
+const std::string& Tokenizer::piece(int token) const {
+  return std::visit([&](const auto& t) -> const std::string& { return t.piece(token); }, impl_);
+}
+
+float Tokenizer::score(int token) const {
+  if (const auto* sp = std::get_if<SentencePieceBpe>(&impl_)) return sp->score(token);
+  std::get<ByteLevelBpe>(impl_).piece(token);  // range check
+  return 0.0f;
+}
+
+TokenType Tokenizer::type(int token) const {
+  return std::visit([&](const auto& t) { return t.type(token); }, impl_);
 }
 
 }  // namespace ttq::llama

@@ -224,3 +224,12 @@ TEST_CASE("inconsistent tokenizer inputs are LlamaErrors", "[tokenizer]") {
   CHECK_THROWS_AS(Tokenizer(V{"a", "b"}, {0, 0}, {TokenType::normal, TokenType::byte}, 0, 0, 0), LlamaError);
   CHECK_THROWS_AS(Tokenizer(V{"a"}, {0}, {static_cast<TokenType>(9)}, 0, 0, 0), LlamaError);
 }
+
+TEST_CASE("from_gguf picks the SentencePiece tokenizer for a llama vocabulary, expecting BOS", "[tokenizer]") {
+  const Tokenizer& t = stories_tokenizer();
+  CHECK(t.model() == TokenizerModel::llama);
+  CHECK(t.expects_bos());  // stories260K has no tokenizer.ggml.add_bos_token: the llama default
+  REQUIRE(t.sentencepiece() != nullptr);
+  CHECK(t.sentencepiece()->vocab_size() == 512);
+  CHECK(t.byte_level() == nullptr);
+}
