@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
     const GgufFile file = read_gguf_file(flags.get("model", data + "/stories260K.gguf"));
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     const std::string prompt_text = flags.get("prompt", "Once upon a time, there was a little girl named Lily.");
-    const std::vector<int> prompt = tokenizer.encode(prompt_text, /*add_bos=*/true);
+    const std::vector<int> prompt = tokenizer.encode(prompt_text, /*add_bos=*/tokenizer.expects_bos());
+    if (prompt.empty()) throw LlamaError("--prompt: the prompt encodes to no tokens");
     const int steps = static_cast<int>(flags.get_int("tokens", 64));
     const MethodConfig method = cli::method_from_flags(flags);
     std::vector<std::vector<int>> calib;

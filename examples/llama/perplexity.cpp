@@ -31,7 +31,7 @@ std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::stri
   std::vector<std::vector<int>> windows;
   if (options.separator) {
     for (const std::string& doc : split_documents(text, *options.separator)) {
-      std::vector<int> tokens = tokenizer.encode(doc, /*add_bos=*/true);
+      std::vector<int> tokens = tokenizer.encode(doc, /*add_bos=*/tokenizer.expects_bos());
       if (tokens.size() > static_cast<std::size_t>(options.ctx)) tokens.resize(static_cast<std::size_t>(options.ctx));
       if (tokens.size() >= 4) windows.push_back(std::move(tokens));
     }
@@ -40,9 +40,12 @@ std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::stri
   std::vector<int> stream = tokenizer.encode(text, /*add_bos=*/false);
   if (options.limit_tokens > 0 && stream.size() > static_cast<std::size_t>(options.limit_tokens))
     stream.resize(static_cast<std::size_t>(options.limit_tokens));
-  const std::size_t body = static_cast<std::size_t>(options.ctx - 1);
+  // Models whose metadata asks for no BOS (e.g. SmolLM2) get windows of ctx text tokens.
+  const bool bos = tokenizer.expects_bos();
+  const std::size_t body = static_cast<std::size_t>(options.ctx - (bos ? 1 : 0));
   for (std::size_t first = 0; first < stream.size(); first += body) {
-    std::vector<int> window{tokenizer.bos_id()};
+    std::vector<int> window;
+    if (bos) window.push_back(tokenizer.bos_id());
     const std::size_t last = std::min(stream.size(), first + body);
     window.insert(window.end(), stream.begin() + static_cast<std::ptrdiff_t>(first),
                   stream.begin() + static_cast<std::ptrdiff_t>(last));

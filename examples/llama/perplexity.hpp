@@ -3,6 +3,7 @@
 //   documents  (TinyStories style, --separator): each document on its own, BOS + text, truncated to ctx
 //   stream     (WikiText style): the whole text as one token stream cut into windows of ctx
 //              tokens, each window starting with BOS followed by ctx - 1 text tokens
+// BOS is added only where the model's metadata asks for it (tokenizer.ggml.add_bos_token).
 // Protocols:
 //   paper   TTQ calibrates on each evaluation window itself; every prediction is scored
 //   causal  the first half of each window is the prompt (calibration + KV cache); only the
@@ -35,7 +36,8 @@ struct CorpusOptions {
 };
 
 /// The evaluation windows of `text`: documents (separator set) or stream windows, each
-/// starting with BOS, each at most ctx tokens, windows shorter than 4 tokens dropped.
+/// starting with BOS when the model expects one, each at most ctx tokens, windows shorter than
+/// 4 tokens dropped.
 std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::string_view text, const CorpusOptions& options);
 
 /// Scores `windows` under `protocol`. progress(done, total) is called after each window.
