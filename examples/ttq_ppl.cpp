@@ -80,9 +80,11 @@ int main(int argc, char** argv) {
     const double ppl = std::exp(nll.mean());
 
     if (flags.has("json")) {
-      std::printf("{\"method\": \"%s\", \"label\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"p\": %g, ",
+      // JSON has no infinity: p = inf is written as the string "inf".
+      const std::string p_json = std::isinf(method.p) ? std::string("\"inf\"") : std::to_string(method.p);
+      std::printf("{\"method\": \"%s\", \"label\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"p\": %s, ",
                   method_name(method.method).c_str(), cli::json_escape(describe(method)).c_str(),
-                  method.method == Method::fp32 ? 32 : method.bits, method.group, method.rank, method.p);
+                  method.method == Method::fp32 ? 32 : method.bits, method.group, method.rank, p_json.c_str());
       if (method.alpha) std::printf("\"alpha\": %g, \"lambda\": %g, ", *method.alpha, method.lambda);
       else std::printf("\"alpha\": \"auto\", \"lambda\": null, ");
       std::printf("\"protocol\": \"%s\", \"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"windows\": %zu, ",
