@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -72,9 +73,10 @@ MethodConfig method_from_flags(const Flags& flags) {
   } else {
     c.alpha = flags.get_double("alpha", 0.5);
   }
-  // The adaptive exponent and static AWQ use the l1 statistic (as AWQ); fixed-exponent TTQ the l2.
-  c.p = flags.get_double("p", (c.method == Method::awq || !c.alpha) ? 1.0 : 2.0);
-  c.lambda = flags.get_double("lambda", 0.1);
+  // The adaptive exponent and static AWQ use the l1 statistic (as AWQ); fixed-exponent TTQ the
+  // max norm with lambda = 0, the best fixed setting of the sweep in docs/results.md.
+  c.p = flags.get_double("p", (c.method == Method::awq || !c.alpha) ? 1.0 : INFINITY);
+  c.lambda = flags.get_double("lambda", 0.0);
   if (flags.has("alpha-grid")) {
     c.alpha_grid.clear();
     std::istringstream in(flags.get("alpha-grid", ""));
@@ -95,8 +97,9 @@ std::string method_help() {
          "  --group g                  group size, 0 = per-channel (default 32; ragged last groups allowed)\n"
          "  --rank r                   TTQ low-rank residual rank (default 0)\n"
          "  --alpha a|auto             TTQ exponent; auto = chosen per layer and prompt (default auto)\n"
-         "  --p p                      norm of the activation statistic (default 1 for auto and awq, 2 otherwise)\n"
-         "  --lambda l                 TTQ damping toward uniform, fixed alpha only (default 0.1)\n"
+         "  --p p                      norm of the activation statistic, inf allowed (default 1 for auto and awq,\n"
+         "                             inf for a fixed alpha)\n"
+         "  --lambda l                 TTQ damping toward uniform, fixed alpha only (default 0)\n"
          "  --alpha-grid a,b,...       candidate exponents of --alpha auto (default 0,0.1,...,0.9)\n"
          "  --awq-normalisation        auto: normalise candidate scales as llm-awq (sqrt(max*min))\n"
          "  --awq-clip                 static AWQ: also search per-group clip ratios\n";

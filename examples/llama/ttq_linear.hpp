@@ -24,9 +24,9 @@ struct MethodConfig {
   int bits = 3;
   int group = 32;  ///< 0 means per-channel
   int rank = 0;    ///< low-rank residual (TTQ only)
-  double p = 2.0;  ///< norm of the activation statistic (TTQ: DiagCorrelation / AdaptiveExponent; AWQ: its p)
-  std::optional<double> alpha = 0.5;  ///< nullopt: adaptive exponent ("auto")
-  double lambda = 0.1;
+  double p = 1.0;  ///< norm of the activation statistic (TTQ: DiagCorrelation / AdaptiveExponent; AWQ: its p)
+  std::optional<double> alpha;  ///< nullopt: adaptive exponent ("auto", the default); else a fixed exponent
+  double lambda = 0.0;
   std::vector<double> alpha_grid = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
   bool awq_normalisation = false;  ///< adaptive exponent: llm-awq's sqrt(max*min) normalisation
   bool awq_clip_search = false;    ///< static AWQ: per-group clip search

@@ -16,7 +16,7 @@ using namespace ttq;
 namespace {
 
 using Q3 = Quantizer<3, 32>;
-using Ttq3 = OnlineAWQ<Q3>;
+using Ttq3 = OnlineAWQ<Q3, DiagCorrelation<2>>;
 
 // Max |a - b| relative to max |b|.
 double relative_max_difference(const RowMatrix& a, const RowMatrix& b) {
@@ -231,4 +231,19 @@ TEST_CASE("bad operator input gets a typed error naming the argument; a NaN neve
           OnlineAWQ<Q3, DiagCorrelation<2>, LowRankResidual<Dynamic>> bad(w, {}, {}, {}, LowRankResidual<Dynamic>(9));
         }) == "rank");
   CHECK(argument_of([] { Ttq3 bad(std::shared_ptr<const LayerWeights>{}); }) == "weights");
+}
+
+TEST_CASE("the default TTQ operator uses the measured default statistic: max norm, alpha 0.1, lambda 0", "[op]") {
+  using Default = OnlineAWQ<Q3>;
+  STATIC_REQUIRE(std::is_same_v<Default::correlation_type, DiagCorrelation<InfNorm>>);
+  const RowMatrix w = test::normal_matrix(8, 64, 24u);
+  const RowMatrix x = test::outlier_activations(16, 64, 2, 25u);
+  Default op(w, {});
+  CHECK(op.correlation().options().alpha == 0.1);
+  CHECK(op.correlation().options().lambda == 0.0);
+  op.calibrate(x);
+  DiagCorrelation<InfNorm> stat({.alpha = 0.1, .lambda = 0.0});
+  stat.observe(x);
+  const auto d = stat.scales();
+  CHECK(std::equal(d.begin(), d.end(), op.scales().begin()));
 }

@@ -26,7 +26,7 @@
 
 namespace ttq {
 
-template <QuantizerPolicy QuantizerT, CorrelationPolicy CorrelationT = DiagCorrelation<2>,
+template <QuantizerPolicy QuantizerT, CorrelationPolicy CorrelationT = DiagCorrelation<InfNorm>,
           ResidualPolicy ResidualT = NoResidual, backend::Backend BackendT = backend::Scalar>
 class OnlineAWQ {
  public:
