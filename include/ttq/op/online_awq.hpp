@@ -26,6 +26,15 @@
 
 namespace ttq {
 
+namespace detail {
+/// Calls the backend's forward kernel. Unqualified, so argument-dependent lookup also finds the
+/// kernels of backends declared after this header (a qualified call would not).
+template <class BackendT, class Prepared>
+void backend_forward(BackendT tag, const Prepared& prepared, const backend::ForwardArgs& args) {
+  forward(tag, prepared, args);
+}
+}  // namespace detail
+
 template <QuantizerPolicy QuantizerT, CorrelationPolicy CorrelationT = DiagCorrelation<InfNorm>,
           ResidualPolicy ResidualT = NoResidual, backend::Backend BackendT = backend::Scalar>
 class OnlineAWQ {
@@ -58,7 +67,11 @@ class OnlineAWQ {
 
   /// Accumulates statistics of X [T, d_in] (T >= 1, finite) without re-quantizing: chunked
   /// prefill calls observe() per chunk and requantize() once.
-  void observe(ConstMatrixView x) { correlation_.observe(x); }
+  void observe(ConstMatrixView x) {
+    // Policies whose statistics have a kernel take the operator's backend (DiagCorrelation).
+    if constexpr (requires { correlation_.template observe<BackendT>(x); }) correlation_.template observe<BackendT>(x);
+    else correlation_.observe(x);
+  }
 
   /// Re-plans D from the statistics so far and quantizes W (or W - B A) with it.
   void requantize() {
@@ -120,7 +133,7 @@ class OnlineAWQ {
     detail::require_finite(x, "x");
     const LowRankFactors& f = weights_->factors();
     backend::ForwardArgs args{x, inverse_scales_, ConstMatrixView(f.a), ConstMatrixView(f.b), weights_->bias(), y};
-    backend::forward(backend_type{}, prepared_, args);
+    detail::backend_forward(backend_type{}, prepared_, args);
   }
 
   /// Prefill convenience: calibrate on the prompt X, then forward it with the new quantization.

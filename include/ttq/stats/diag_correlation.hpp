@@ -97,13 +97,16 @@ class DiagCorrelation {
   double tokens() const { return tokens_; }
 
   /// Accumulates the statistics of X [T, d_in] (T >= 1, finite). Binds on first use.
+  /// B is the backend whose accumulate_channel_stats kernel runs (an operator passes its own).
+  template <backend::Backend B = backend::Scalar>
   void observe(ConstMatrixView x) {
     detail::require_valid_view(x, "x");
     if (pnorm_sums_.empty()) bind(x.cols);
     detail::require_shape(x.cols == channels(), "x", "[T, " + std::to_string(channels()) + "]", x.rows, x.cols);
     detail::require_shape(x.rows >= 1, "x", "at least one token", x.rows, x.cols);
     detail::require_finite(x, "x");
-    backend::accumulate_channel_stats<P>(backend::Scalar{}, x, options_.p, pnorm_sums_, square_sums_);
+    // Unqualified: found by argument-dependent lookup, so backends declared later are seen.
+    accumulate_channel_stats<P>(B{}, x, options_.p, std::span<double>(pnorm_sums_), std::span<double>(square_sums_));
     tokens_ += static_cast<double>(x.rows);
   }
 

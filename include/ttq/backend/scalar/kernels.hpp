@@ -12,6 +12,7 @@
 #include "ttq/core/error.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/quant/format.hpp"
+#include "ttq/quant/group_kernel.hpp"
 #include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
 
@@ -37,21 +38,26 @@ double quantize_rows(const QuantConfig& config, ConstMatrixView w, std::span<con
     for (Index g = 0; g < groups; ++g) {
       const Index begin = g * config.group;
       const Index width = out.group_width(g);
-      float mn = 0.0f, mx = 0.0f;
+      // The per-group steps are the TTQ_HOST_DEVICE functions of quant/group_kernel.hpp, which
+      // the CUDA quantize kernels run too: same fp32 operations, same order, same codes.
+      ttq::detail::GroupRange range = ttq::detail::empty_range();
       for (Index k = 0; k < width; ++k) {
-        const float v = col_scale.empty() ? row[begin + k] : row[begin + k] * col_scale[static_cast<std::size_t>(begin + k)];
+        const float v = col_scale.empty()
+                            ? row[begin + k]
+                            : ttq::detail::scaled_weight(row[begin + k], col_scale[static_cast<std::size_t>(begin + k)]);
         scaled[static_cast<std::size_t>(k)] = v;
-        mn = k == 0 ? v : std::fmin(mn, v);
-        mx = k == 0 ? v : std::fmax(mx, v);
+        range = ttq::detail::merge_range(range, ttq::detail::range_of(v));
       }
-      // fmin/fmax skip NaN, so test the values themselves: a NaN must never become a code.
-      for (Index k = 0; k < width; ++k) {
-        if (!std::isfinite(scaled[static_cast<std::size_t>(k)]))
-          throw NonFiniteError("weight", "scaled weight at (" + std::to_string(r) + ", " + std::to_string(begin + k) +
-                                             ") is not finite; cannot quantize");
+      // A NaN or Inf must never become a code: name the first offending element.
+      if (!range.finite) {
+        for (Index k = 0; k < width; ++k) {
+          if (!std::isfinite(scaled[static_cast<std::size_t>(k)]))
+            throw NonFiniteError("weight", "scaled weight at (" + std::to_string(r) + ", " + std::to_string(begin + k) +
+                                               ") is not finite; cannot quantize");
+        }
       }
       const float clip = group_clip.empty() ? config.clip : group_clip[static_cast<std::size_t>(r * groups + g)];
-      const GroupParams p = F::fit(clip * mn, clip * mx, config.bits);
+      const GroupParams p = ttq::detail::fit_group<F>(range, clip, config.bits);
       out.scales[static_cast<std::size_t>(r * groups + g)] = p.scale;
       out.zeros[static_cast<std::size_t>(r * groups + g)] = p.zero;
       for (Index k = 0; k < width; ++k) {
