@@ -43,12 +43,15 @@ void print_row(const ttq::RowMatrix& w, const ttq::RowMatrix& prompt, const ttq:
   ttq::StaticAwqOperator<Q> awq_shifted(w, {}, quantizer), awq_prompt(w, {}, quantizer);
   awq_shifted.calibrate(shifted);
   awq_prompt.calibrate(prompt);
-  ttq::OnlineAWQ<Q> ttq_op(w, {}, quantizer);
+  ttq::OnlineAWQ<Q> ttq_op(w, {}, quantizer);  // the default statistic (max norm, alpha 0.1)
   ttq_op.calibrate(prompt);
-  std::printf("| %d | %.3e | %.3e | %.3e | %.3e |\n", Bits, ttq::relative_error(prompt, w, rtn.effective_weight()),
+  ttq::OnlineAWQ<Q, ttq::AdaptiveExponent<1>> ttq_auto(w, {}, quantizer);
+  ttq_auto.calibrate(prompt);
+  std::printf("| %d | %.3e | %.3e | %.3e | %.3e | %.3e |\n", Bits, ttq::relative_error(prompt, w, rtn.effective_weight()),
               ttq::relative_error(prompt, w, awq_shifted.effective_weight()),
               ttq::relative_error(prompt, w, awq_prompt.effective_weight()),
-              ttq::relative_error(prompt, w, ttq_op.effective_weight()));
+              ttq::relative_error(prompt, w, ttq_op.effective_weight()),
+              ttq::relative_error(prompt, w, ttq_auto.effective_weight()));
 }
 
 const char* text_option(int argc, char** argv, const char* name, const char* fallback) {
@@ -100,7 +103,7 @@ int main(int argc, char** argv) {
     std::printf("Relative activation-aware error E = ||X (W - W^)^T||^2 / ||X W^T||^2 (lower is better)\n");
     std::printf("layer %s (%ldx%ld), group %ld, %ld synthetic prompt tokens with outlier channels\n\n", source.c_str(),
                 static_cast<long>(d_out), static_cast<long>(d_in), static_cast<long>(group), static_cast<long>(tokens));
-    std::printf("| bits | RTN | AWQ (shifted calib) | AWQ (prompt calib) | TTQ |\n|---|---|---|---|---|\n");
+    std::printf("| bits | RTN | AWQ (shifted calib) | AWQ (prompt calib) | TTQ | TTQ (auto alpha) |\n|---|---|---|---|---|---|\n");
     print_row<2>(w, prompt, shifted, group);
     print_row<3>(w, prompt, shifted, group);
     print_row<4>(w, prompt, shifted, group);
