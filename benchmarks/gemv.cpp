@@ -9,7 +9,8 @@
 // (fp32 rows have no b/g), and gemv/read/<d_out>x<d_in>/threads:<n>: the roofline, a plain
 // read of the bytes of the 4-bit weights, cold, in the same run. "ttq" is backend::Simd (24-bit
 // activation limbs); "ttq-int16" and "ttq-int8" are the 16- and 8-bit options (int16 and fp32
-// on the 4096x4096 shape only); "ttq-fp32" is the fp32-activation kernel. --quick: reduced set.
+// on the 4096x4096 shape only); "ttq-fp32" is the fp32-activation kernel. gemv-hot/... rows
+// use one copy of the weights (L3-resident): compute speed without DRAM. --quick: reduced set.
 #include "bench_support.hpp"
 
 #include <ttq/backend/simd/kernels.hpp>
@@ -72,8 +73,11 @@ void gemv_fp32(benchmark::State& state, Shape s, Index t, int threads) {
 void read_roofline(benchmark::State& state, Shape s, int threads) {
   backend::ScopedExecutor scope(bench::pool(threads));
   const std::size_t bytes = static_cast<std::size_t>(s.d_out * s.d_in / 2) / 64 * 64;
-  auto& copies = bench::cached<std::vector<std::vector<std::uint32_t>>>("read/" + shape_name(s), [&] {
-    return std::make_shared<std::vector<std::vector<std::uint32_t>>>(bench::cold_copies(bytes), std::vector<std::uint32_t>(bytes / 4, 1u));
+  // The kernels' allocator, so the roofline reads pages of the same size (huge pages, see
+  // backend/simd/detail/layout.hpp) as the decode cases.
+  using Words = backend::simd_detail::AlignedVector<std::uint32_t>;
+  auto& copies = bench::cached<std::vector<Words>>("read/" + shape_name(s), [&] {
+    return std::make_shared<std::vector<Words>>(bench::cold_copies(bytes), Words(bytes / 4, 1u));
   });
   const auto executor = backend::current_executor();
   std::size_t i = 0;
@@ -100,17 +104,17 @@ struct TtqData {
 };
 
 template <class Backend>
-void gemv_ttq(benchmark::State& state, Shape s, int bits, Index group, Index t, int threads) {
+void gemv_ttq(benchmark::State& state, Shape s, int bits, Index group, Index t, int threads, bool cold) {
   backend::ScopedExecutor scope(bench::pool(threads));
   const std::string key = std::string(Backend::name) + "/" + std::to_string(bits) + "/" + std::to_string(group) + "/" +
-                          baseline_key(s, t, threads);
+                          baseline_key(s, t, threads) + (cold ? "" : "/hot");
   auto& data = bench::cached<TtqData>(key, [&] {
     auto d = std::make_shared<TtqData>();
     const RowMatrix w = bench::random_matrix(s.d_out, s.d_in, 1);
     const std::vector<float> scales = bench::random_scales(s.d_in, 3);
     const ttq::QuantConfig config{bits, group, ttq::FormatKind::awq_asymmetric, 1.0f};
     const backend::SimdPrepared p = prepare(Backend{}, quantize(Backend{}, config, w, scales, {}));
-    d->copies.assign(bench::cold_copies(p.streamed_bytes()), p);
+    d->copies.assign(cold ? bench::cold_copies(p.streamed_bytes()) : 1, p);
     d->x = bench::random_matrix(t, s.d_in, 2);
     d->y = RowMatrix(t, s.d_out);
     for (float v : scales) d->inverse_scale.push_back(1.0f / v);
@@ -126,13 +130,26 @@ void gemv_ttq(benchmark::State& state, Shape s, int bits, Index group, Index t, 
   const double per_iteration = timer.seconds() / static_cast<double>(state.iterations());
   state.counters["weight_GB_per_s"] = static_cast<double>(data.copies[0].streamed_bytes()) / per_iteration / 1e9;
   const double fp32 = bench::baseline_median(baseline_key(s, t, threads));
-  state.counters["speedup_vs_fp32"] = fp32 > 0.0 ? fp32 / per_iteration : 0.0;
+  state.counters["speedup_vs_fp32"] = (fp32 > 0.0 && cold) ? fp32 / per_iteration : 0.0;
   state.counters["bits_per_weight"] =
       8.0 * static_cast<double>(data.copies[0].streamed_bytes()) / static_cast<double>(s.d_out * s.d_in);
 }
 
 void register_cases() {
   const bool quick = bench::options().quick;
+  // Hot: one copy of the weights (9 MiB at 4 bits, inside the 32 MiB L3): the kernels' compute
+  // speed without DRAM, to tell compute-bound from memory-bound cases.
+  if (!quick)
+    for (int threads : {1, 2})
+      for (int bits : {2, 3, 4, 8}) {
+        const std::string tail = "/b" + std::to_string(bits) + "/g128/4096x4096/T1/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(("gemv-hot/ttq" + tail).c_str(), gemv_ttq<backend::Simd>, Shape{4096, 4096}, bits, Index{128},
+                                     Index{1}, threads, false)
+            ->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark(("gemv-hot/ttq-int8" + tail).c_str(), gemv_ttq<backend::SimdInt8>, Shape{4096, 4096}, bits,
+                                     Index{128}, Index{1}, threads, false)
+            ->Unit(benchmark::kMicrosecond);
+      }
   const std::vector<Shape> shapes = quick ? std::vector<Shape>{{1024, 1024}}
                                           : std::vector<Shape>{{4096, 4096}, {11008, 4096}, {4096, 11008}, {1024, 1024}, {576, 1536}};
   const std::vector<int> all_bits = quick ? std::vector<int>{4} : std::vector<int>{2, 3, 4, 8};
@@ -152,20 +169,20 @@ void register_cases() {
         for (int bits : all_bits)
           for (Index group : groups) {
             const std::string bg = "/b" + std::to_string(bits) + "/g" + std::to_string(group);
-            benchmark::RegisterBenchmark(("gemv/ttq" + bg + tail).c_str(), gemv_ttq<backend::Simd>, s, bits, group, t, threads)
+            benchmark::RegisterBenchmark(("gemv/ttq" + bg + tail).c_str(), gemv_ttq<backend::Simd>, s, bits, group, t, threads, true)
                 ->Unit(benchmark::kMicrosecond);
             benchmark::RegisterBenchmark(("gemv/ttq-int8" + bg + tail).c_str(), gemv_ttq<backend::SimdInt8>, s, bits, group, t,
-                                         threads)
+                                         threads, true)
                 ->Unit(benchmark::kMicrosecond);
             // The 16-bit middle ground, on the headline shape.
             if (s.d_out == 4096 && s.d_in == 4096)
               benchmark::RegisterBenchmark(("gemv/ttq-int16" + bg + tail).c_str(), gemv_ttq<backend::SimdInt16>, s, bits, group, t,
-                                           threads)
+                                           threads, true)
                   ->Unit(benchmark::kMicrosecond);
             // The fp32-activation kernel: the portable path, shown on the headline shapes only.
             if (group == 128 && (s.d_out == 4096 && s.d_in == 4096))
               benchmark::RegisterBenchmark(("gemv/ttq-fp32" + bg + tail).c_str(), gemv_ttq<backend::SimdFp32>, s, bits, group, t,
-                                           threads)
+                                           threads, true)
                   ->Unit(benchmark::kMicrosecond);
           }
       }

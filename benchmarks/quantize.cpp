@@ -6,6 +6,7 @@
 // Names: read/<fp32|bf16>/<d_out>x<d_in>/threads:<n>
 //        quantize/<fp32|bf16>/b<bits>/g<group>/<d_out>x<d_in>/threads:<n>
 //        quantize-scalar/fp32/b4/g128/<d_out>x<d_in>/threads:1
+//        quantize-hot/fp32/b4/g128/1024x4096/threads:<n>  (W in the L3: compute speed)
 // Counters: source_GB_per_s (bytes of W read per wall-clock second) and, on quantize rows,
 // fraction_of_read (read time / quantize time of the same bytes). --quick: a reduced set.
 #include "bench_support.hpp"
@@ -35,8 +36,8 @@ struct Weights {
 };
 
 template <class Source>
-Weights<Source>& weights(Shape s) {
-  return bench::cached<Weights<Source>>(std::string(sizeof(Source) == 4 ? "fp32/" : "bf16/") + shape_name(s), [&] {
+Weights<Source>& weights(Shape s, bool cold = true) {
+  return bench::cached<Weights<Source>>(std::string(sizeof(Source) == 4 ? "fp32/" : "bf16/") + shape_name(s) + (cold ? "" : "/hot"), [&] {
     auto d = std::make_shared<Weights<Source>>();
     const RowMatrix w = bench::random_matrix(s.d_out, s.d_in, 1);
     std::vector<Source> one(static_cast<std::size_t>(w.size()));
@@ -44,7 +45,7 @@ Weights<Source>& weights(Shape s) {
       if constexpr (std::is_same_v<Source, float>) one[static_cast<std::size_t>(i)] = w.data()[i];
       else one[static_cast<std::size_t>(i)] = ttq::BFloat16::from_float(w.data()[i]);
     }
-    d->copies.assign(bench::cold_copies(one.size() * sizeof(Source)), one);
+    d->copies.assign(cold ? bench::cold_copies(one.size() * sizeof(Source)) : 1, one);
     d->scales = bench::random_scales(s.d_in, 3);
     return d;
   });
@@ -81,9 +82,9 @@ void read_source(benchmark::State& state, Shape s, int threads) {
 }
 
 template <class Source, class Backend>
-void quantize_source(benchmark::State& state, Shape s, int bits, Index group, int threads) {
+void quantize_source(benchmark::State& state, Shape s, int bits, Index group, int threads, bool cold) {
   backend::ScopedExecutor scope(bench::pool(threads));
-  auto& w = weights<Source>(s);
+  auto& w = weights<Source>(s, cold);
   const ttq::QuantConfig config{bits, group, ttq::FormatKind::awq_asymmetric, 1.0f};
   const std::size_t bytes = w.copies[0].size() * sizeof(Source);
   std::size_t i = 0;
@@ -96,11 +97,17 @@ void quantize_source(benchmark::State& state, Shape s, int bits, Index group, in
   state.counters["source_GB_per_s"] = static_cast<double>(bytes) / per_iteration / 1e9;
   const double read =
       bench::baseline_median(std::string("read/") + source_name(sizeof(Source) == 2) + "/" + shape_name(s) + "/" + std::to_string(threads));
-  state.counters["fraction_of_read"] = read > 0.0 ? read / per_iteration : 0.0;
+  state.counters["fraction_of_read"] = (read > 0.0 && cold) ? read / per_iteration : 0.0;
 }
 
 void register_cases() {
   const bool quick = bench::options().quick;
+  // Hot: a 16 MiB W that stays in the L3, to separate compute from memory.
+  if (!quick)
+    for (int threads : {1, 2})
+      benchmark::RegisterBenchmark(("quantize-hot/fp32/b4/g128/1024x4096/threads:" + std::to_string(threads)).c_str(),
+                                   quantize_source<float, backend::Simd>, Shape{1024, 4096}, 4, Index{128}, threads, false)
+          ->Unit(benchmark::kMillisecond);
   const std::vector<Shape> shapes = quick ? std::vector<Shape>{{1024, 1024}} : std::vector<Shape>{{4096, 4096}, {11008, 4096}};
   const std::vector<int> all_bits = quick ? std::vector<int>{4} : std::vector<int>{2, 3, 4, 8};
   const std::vector<Index> groups = quick ? std::vector<Index>{128} : std::vector<Index>{128, 32};
@@ -116,13 +123,13 @@ void register_cases() {
         for (int bits : all_bits)
           for (Index group : groups) {
             const std::string name = "quantize/" + source + "/b" + std::to_string(bits) + "/g" + std::to_string(group) + tail;
-            (bf16 ? benchmark::RegisterBenchmark(name.c_str(), quantize_source<ttq::BFloat16, backend::Simd>, s, bits, group, threads)
-                  : benchmark::RegisterBenchmark(name.c_str(), quantize_source<float, backend::Simd>, s, bits, group, threads))
+            (bf16 ? benchmark::RegisterBenchmark(name.c_str(), quantize_source<ttq::BFloat16, backend::Simd>, s, bits, group, threads, true)
+                  : benchmark::RegisterBenchmark(name.c_str(), quantize_source<float, backend::Simd>, s, bits, group, threads, true))
                 ->Unit(benchmark::kMillisecond);
           }
         if (!bf16 && threads == 1)
           benchmark::RegisterBenchmark(("quantize-scalar/fp32/b4/g128" + tail).c_str(), quantize_source<float, backend::Scalar>, s, 4,
-                                       Index{128}, 1)
+                                       Index{128}, 1, true)
               ->Unit(benchmark::kMillisecond);
       }
 }

@@ -81,7 +81,7 @@ def context_line(label, ctx):
     load_txt = ", ".join(f"{x:.2f}" for x in load_avg) if load_avg else "n/a"
     return (f"- {label}: {ctx.get('date', '?')}, {ctx.get('num_cpus', '?')} CPUs at "
             f"{ctx.get('mhz_per_cpu', '?')} MHz, load average at start {load_txt}, "
-            f"library build {ctx.get('library_build_type', '?')}")
+            f"Google Benchmark library build {ctx.get('library_build_type', '?')} (ttq code: Release, -O3)")
 
 
 def targets_table(gemv, quant, over):
@@ -134,6 +134,18 @@ def roofline_table(gemv):
     return "\n".join(out)
 
 
+def hot_table(gemv, quant):
+    """The same kernels on L3-resident data: what they compute per second without DRAM."""
+    out = ["| Case | Hot median | Cold median (same case, DRAM) | Hot weight GB/s |", "|---|---:|---:|---:|"]
+    for name in sorted(n for n in gemv if n.startswith("gemv-hot/")):
+        cold = name.replace("gemv-hot/", "gemv/")
+        out.append(f"| `{name}` | {fmt_time(get(gemv, name))} | {fmt_time(get(gemv, cold))} | "
+                   f"{fmt(get(gemv, name, 'weight_GB_per_s'), 1)} |")
+    for name in sorted(n for n in quant if n.startswith("quantize-hot/")):
+        out.append(f"| `{name}` | {fmt_time(get(quant, name))} | - | {fmt(get(quant, name, 'source_GB_per_s'), 1)} (source) |")
+    return "\n".join(out)
+
+
 def gemv_tables(gemv):
     shapes = []
     for name in gemv:
@@ -180,15 +192,15 @@ def gemv_tables(gemv):
 
 def quantize_table(quant):
     out = ["| Case | Median | Source GB/s | Fraction of read |", "|---|---:|---:|---:|"]
-    for name in sorted(quant, key=lambda n: (n.split("/")[-2], n.split("/")[-1], n)):
+    for name in sorted((n for n in quant if not n.startswith("quantize-hot/")), key=lambda n: (n.split("/")[-2], n.split("/")[-1], n)):
         out.append(f"| `{name}` | {fmt_time(get(quant, name))} | {fmt(get(quant, name, 'source_GB_per_s'), 1)} | "
                    f"{fmt(get(quant, name, 'fraction_of_read'))} |")
     return "\n".join(out)
 
 
 def overhead_table(over):
-    out = ["| Shape | T | Threads | fp32 prefill | TTQ prefill | ratio | model (k = 10) | stats | quantize + repack | matmul |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| Shape | T | Threads | fp32 prefill | TTQ prefill | ratio | model (k = 10) | stats | quantize + repack | matmul | matmul / fp32 | (stats + quantize) / fp32 |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     keys = []
     for name in over:
         m = re.match(r"overhead/(\d+x\d+)/T(\d+)/threads:(\d+)$", name)
@@ -198,9 +210,12 @@ def overhead_table(over):
         name = f"overhead/{shape}/T{t}/threads:{threads}"
         fp32 = get(over, f"prefill-fp32/{shape}/T{t}/threads:{threads}")
         r = over[name]
+        share = lambda key: (r[key] * 1e3 / fp32) if (fp32 and r.get(key) is not None) else None
+        extra = (share("stats_ms") or 0.0) + (share("quantize_ms") or 0.0) if fp32 else None
         out.append(f"| {shape} | {t} | {threads} | {fmt_time(fp32)} | {fmt_time(r['time_us'])} | "
                    f"{fmt(r.get('ratio'), 3)} | {fmt(r.get('model'), 3)} | {fmt(r.get('stats_ms'), 2)} ms | "
-                   f"{fmt(r.get('quantize_ms'), 2)} ms | {fmt(r.get('matmul_ms'), 2)} ms |")
+                   f"{fmt(r.get('quantize_ms'), 2)} ms | {fmt(r.get('matmul_ms'), 2)} ms | {fmt(share('matmul_ms'), 3)} | "
+                   f"{fmt(extra, 3)} |")
     return "\n".join(out)
 
 
@@ -231,11 +246,11 @@ def plot(gemv, path):
             files.append(fn)
         cairo = subprocess.run(["gnuplot", "-e", "set terminal pngcairo"], capture_output=True).returncode == 0
         lines = [
-            "set terminal pngcairo size 900,540" if cairo else "set terminal png size 900,540",
+            "set terminal pngcairo size 1100,540" if cairo else "set terminal png size 1100,540",
             f"set output '{path}'",
             "set title 'Decode 4096x4096, T = 1, group 128, cold weights: weight bytes read per second'",
             "set xlabel 'bits per weight (codes)'", "set ylabel 'GB/s'", "set key left top", "set grid",
-            "set xrange [1.5:8.5]", "set yrange [0:*]", "set xtics (2, 3, 4, 8)",
+            "set xrange [1.5:8.5]", "set yrange [0:*]", "set xtics (2, 3, 4, 8)", "set key outside right top",
         ]
         plots = [f"'{fn}' using 1:2 with linespoints lw 2 title '{label}'" for fn, (label, _) in zip(files, series)]
         plots.append(f"{ROOFLINE_GBS} with lines dt 2 lw 2 title 'DRAM roofline, 2 threads ({ROOFLINE_GBS:.0f} GB/s)'")
@@ -268,7 +283,8 @@ def main():
              context_line("overhead", octx), "", "### Targets (medians)", "", targets_table(gemv, quant, over), "",
              "### Decode against the read roofline of the same run", "",
              "The issue's targets assume 66 GB/s with two threads; the `gemv/read` rows measure what a plain "
-             "read of the same bytes reached on this machine during the run.", "", roofline_table(gemv), ""]
+             "read of the same bytes reached on this machine during the run.", "", roofline_table(gemv), "",
+             "### Compute speed without DRAM (hot: one copy of the data, L3-resident)", "", hot_table(gemv, quant), ""]
     if plotted:
         parts += [f"![decode bandwidth]({os.path.relpath(args.plot, os.path.dirname(args.doc) or '.')})", ""]
     parts += ["### Decode (ttq_bench_gemv)", "", "Each cell: median time, weight bytes per second, speed-up over "

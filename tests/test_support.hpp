@@ -35,4 +35,13 @@ inline RowMatrix outlier_activations(Index tokens, Index d_in, Index outliers, s
   return x;
 }
 
+/// Positive per-channel scales D, log-normal (sigma 0.7) like real activation statistics.
+inline std::vector<float> lognormal_scales(Index n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::lognormal_distribution<float> dist(0.0f, 0.7f);
+  std::vector<float> d(static_cast<std::size_t>(n));
+  for (auto& v : d) v = dist(rng);
+  return d;
+}
+
 }  // namespace ttq::test

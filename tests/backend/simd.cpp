@@ -31,14 +31,6 @@ const std::vector<Layout> kLayouts = {{37, 256, 32}, {37, 256, 64},  {21, 256, 1
                                       {19, 172, 32}, {19, 172, 64},  {19, 172, 172}, {17, 200, 48},
                                       {5, 100, 7},   {33, 1024, 128}};
 
-std::vector<float> positive_scales(Index n, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::lognormal_distribution<float> dist(0.0f, 0.7f);
-  std::vector<float> d(static_cast<std::size_t>(n));
-  for (auto& v : d) v = dist(rng);
-  return d;
-}
-
 void require_same_quantization(const QuantizedMatrix& a, const QuantizedMatrix& b) {
   REQUIRE(a.rows == b.rows);
   REQUIRE(a.cols == b.cols);
@@ -147,7 +139,7 @@ Bound forward_bound(const QuantizedMatrix& q, ConstMatrixView x, std::span<const
 template <class Simd>
 void check_forward_against_oracle(const QuantizedMatrix& q, Index tokens, std::uint32_t seed, Index rank, bool with_bias) {
   const RowMatrix x = test::outlier_activations(tokens, q.cols, 3, seed);
-  const std::vector<float> d = positive_scales(q.cols, seed + 1);
+  const std::vector<float> d = test::lognormal_scales(q.cols, seed + 1);
   std::vector<float> inv(d.size());
   for (std::size_t j = 0; j < d.size(); ++j) inv[j] = 1.0f / d[j];
   const RowMatrix a = test::normal_matrix(rank, q.cols, seed + 2, 0.05f);
@@ -191,7 +183,7 @@ TEST_CASE("SIMD quantize gives the oracle's codes, scales and zeros for every fo
         if (format == FormatKind::nf4 && bits != 4) continue;
         const QuantConfig config{bits, layout.group, format, 1.0f};
         const RowMatrix w = test::normal_matrix(layout.rows, layout.cols, ++seed);
-        const std::vector<float> d = positive_scales(layout.cols, ++seed);
+        const std::vector<float> d = test::lognormal_scales(layout.cols, ++seed);
         INFO(format_name(format) << " b" << bits << " " << layout.rows << "x" << layout.cols << " g" << layout.group);
         require_same_quantization(backend::quantize(backend::Simd{}, config, w, d, {}),
                                   backend::quantize(backend::Scalar{}, config, w, d, {}));
@@ -237,7 +229,7 @@ TEST_CASE("SIMD quantize of bf16 weights equals the oracle on the widened matrix
       for (Index i = 0; i < w32.size(); ++i) w16[static_cast<std::size_t>(i)] = BFloat16::from_float(w32.data()[i]);
       const MatrixView<const BFloat16> view(w16.data(), layout.rows, layout.cols);
       const RowMatrix wide = widen(view);
-      const std::vector<float> d = positive_scales(layout.cols, 9u);
+      const std::vector<float> d = test::lognormal_scales(layout.cols, 9u);
       for (FormatKind format : {FormatKind::awq_asymmetric, FormatKind::offset_asymmetric, FormatKind::nf4}) {
         const QuantConfig config{format == FormatKind::nf4 ? 4 : bits, layout.group, format, 1.0f};
         INFO(format_name(format) << " b" << config.bits << " g" << layout.group);
@@ -288,7 +280,7 @@ TEST_CASE("SIMD forward matches the scalar forward within the stated bound: bits
       for (FormatKind format : {FormatKind::awq_asymmetric, FormatKind::offset_asymmetric, FormatKind::symmetric}) {
         const RowMatrix w = test::normal_matrix(layout.rows, layout.cols, ++seed);
         const QuantizedMatrix q =
-            backend::quantize(backend::Scalar{}, QuantConfig{bits, layout.group, format, 1.0f}, w, positive_scales(layout.cols, seed), {});
+            backend::quantize(backend::Scalar{}, QuantConfig{bits, layout.group, format, 1.0f}, w, test::lognormal_scales(layout.cols, seed), {});
         const Index tokens = 1 + static_cast<Index>(seed % 16);
         check_forward_against_oracle<backend::Simd>(q, tokens, seed, 0, false);
         check_forward_against_oracle<backend::SimdInt8>(q, 1 + static_cast<Index>((seed + 5) % 16), seed, 0, true);

@@ -229,8 +229,10 @@ void forward_decode(const SimdPrepared& p, const ForwardArgs& args, const Execut
     static constexpr int kTiles[] = {8, 4, 2, 1};
     const TilePlan plan = plan_tiles(tokens, L == 3 ? std::span<const int>(kTiles3) : std::span<const int>(kTiles));
     DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
-    for (int i = 0; i < plan.count; ++i)
-      kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 8, 4, 2, 1>(p.bits, plan.size[i]);
+    for (int i = 0; i < plan.count; ++i) {
+      if constexpr (L == 3) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
+      else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 8, 4, 2, 1>(p.bits, plan.size[i]);
+    }
     run_decode(p, act, plan, kernels, args, executor);
 #endif
   } else {

@@ -60,6 +60,9 @@ struct LimbActivations {
   }
   const std::int32_t* block_neg_sums(Index t, Index b) const { return neg_sums.data() + (t * blocks() + b) * limbs; }
   const float* block_steps(Index t, Index b) const { return steps.data() + (t * blocks() + b) * limbs; }
+  std::int8_t* block_digits(Index t, Index b) { return digits.data() + ((t * blocks() + b) * limbs) * block_bytes(); }
+  std::int32_t* block_neg_sums(Index t, Index b) { return neg_sums.data() + (t * blocks() + b) * limbs; }
+  float* block_steps(Index t, Index b) { return steps.data() + (t * blocks() + b) * limbs; }
 };
 
 #if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
@@ -104,7 +107,7 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
           float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
           if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
           const float step = inv_step > 0.0f ? absmax / range : 0.0f;
-          std::int8_t* out = const_cast<std::int8_t*>(a.block_digits(t, bi));
+          std::int8_t* out = a.block_digits(t, bi);
           __m512i sums[L];
           for (int l = 0; l < L; ++l) sums[l] = _mm512_setzero_si512();
           const __m512i lim = _mm512_set1_epi32(static_cast<int>(range));
@@ -122,8 +125,8 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
               _mm_storeu_si128(reinterpret_cast<__m128i*>(out + l * a.block_bytes() + k), _mm512_cvtepi32_epi8(digit));
             }
           }
-          auto* neg = const_cast<std::int32_t*>(a.block_neg_sums(t, bi));
-          auto* steps = const_cast<float*>(a.block_steps(t, bi));
+          std::int32_t* neg = a.block_neg_sums(t, bi);
+          float* steps = a.block_steps(t, bi);
           float weight = step;
           for (int l = L - 1; l >= 0; --l) {
             const int sum = _mm512_reduce_add_epi32(sums[l]);

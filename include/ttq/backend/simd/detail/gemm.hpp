@@ -51,6 +51,7 @@ struct PackedActivations {
   const float* panel(Index kb, Index tb) const {
     return data.data() + ((kb * token_blocks + tb) * GemmShape::kKc) * GemmShape::kMr;
   }
+  float* panel(Index kb, Index tb) { return data.data() + ((kb * token_blocks + tb) * GemmShape::kKc) * GemmShape::kMr; }
 };
 
 /// Packs X [T, cols] into panels. `column_of(k)` maps padded input k to a real column (or -1
@@ -68,7 +69,7 @@ void pack_activations(ConstMatrixView x, Index depth, ColumnOf column_of, std::s
   parallel_for(executor, a.k_blocks * a.token_blocks, 4, [&](Index begin, Index end) {
     for (Index i = begin; i < end; ++i) {
       const Index kb = i / a.token_blocks, tb = i % a.token_blocks;
-      float* out = const_cast<float*>(a.panel(kb, tb));
+      float* out = a.panel(kb, tb);
       for (Index kk = 0; kk < kKc; ++kk) {
         const Index k = kb * kKc + kk;
         const Index col = k < depth ? column_of(k) : -1;

@@ -183,6 +183,31 @@ U shift_left(U v) {
   else return shift_left_lanes<N, Arch>(v, Arch{});
 }
 
+// IEEE division. xsimd 8.1 divides floats on NEON (neon64 included) by a reciprocal estimate
+// and two Newton steps, which is off by an ulp often enough to change quantization codes; the
+// oracle's contract is the correctly rounded quotient (AArch64 has it: FDIV).
+template <class A>
+xsimd::batch<float, A> exact_divide(xsimd::batch<float, A> a, xsimd::batch<float, A> b, requires_arch<xsimd::generic>) {
+  return a / b;
+}
+#if XSIMD_WITH_NEON64
+template <class A>
+xsimd::batch<float, A> exact_divide(xsimd::batch<float, A> a, xsimd::batch<float, A> b, requires_arch<xsimd::neon64>) {
+  return vdivq_f32(a, b);
+}
+#elif XSIMD_WITH_NEON
+template <class A>
+xsimd::batch<float, A> exact_divide(xsimd::batch<float, A> a, xsimd::batch<float, A> b, requires_arch<xsimd::neon>) {
+  alignas(16) float x[4], y[4];  // ARMv7 NEON has no vector division: lane by lane
+  a.store_aligned(x);
+  b.store_aligned(y);
+  for (int i = 0; i < 4; ++i) x[i] /= y[i];
+  return xsimd::batch<float, A>::load_aligned(x);
+}
+#endif
+/// a / b, correctly rounded on every ISA.
+inline Batch<float> divide(Batch<float> a, Batch<float> b) { return exact_divide<Arch>(a, b, Arch{}); }
+
 /// a * b + c with one rounding where the ISA has FMA.
 template <class T>
 Batch<T> fmadd(Batch<T> a, Batch<T> b, Batch<T> c) {

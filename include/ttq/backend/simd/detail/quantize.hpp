@@ -156,7 +156,7 @@ struct BatchEncoder<AwqAsymmetric> {
   Batch<float> scale, zero, qmax;
   BatchEncoder(GroupParams p, int bits) : scale(p.scale), zero(p.zero), qmax(ttq::detail::max_code(bits)) {}
   Batch<std::int32_t> operator()(Batch<float> w) const {
-    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(w / scale) + zero, Batch<float>(0.0f)), qmax);
+    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(divide(w, scale)) + zero, Batch<float>(0.0f)), qmax);
     return xsimd::batch_cast<std::int32_t>(q);
   }
 };
@@ -166,7 +166,7 @@ struct BatchEncoder<OffsetAsymmetric> {
   Batch<float> scale, offset, qmax;
   BatchEncoder(GroupParams p, int bits) : scale(p.scale), offset(p.zero), qmax(ttq::detail::max_code(bits)) {}
   Batch<std::int32_t> operator()(Batch<float> w) const {
-    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint((w - offset) / scale), Batch<float>(0.0f)), qmax);
+    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(divide(w - offset, scale)), Batch<float>(0.0f)), qmax);
     return xsimd::batch_cast<std::int32_t>(q);
   }
 };
@@ -180,7 +180,7 @@ struct BatchEncoder<Symmetric> {
         high(static_cast<float>(1 << (bits - 1)) - 1.0f),
         half(static_cast<float>(1 << (bits - 1))) {}
   Batch<std::int32_t> operator()(Batch<float> w) const {
-    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(w / scale), low), high);
+    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(divide(w, scale)), low), high);
     return xsimd::batch_cast<std::int32_t>(q + half);
   }
 };
