@@ -1,15 +1,20 @@
 # Project-internal build settings for ttq's own tests, benchmarks and examples.
 # Consumers of ttq::ttq never see these.
+# ttq_warnings: warnings, numerics and sanitizers, for every target of ttq's own.
+# ttq_project_options: those plus the instruction set of the tests and benchmarks (the top-level
+# CMakeLists.txt adds -march=native to it); ttq::dispatch sets its ISAs per file instead.
+add_library(ttq_warnings INTERFACE)
 add_library(ttq_project_options INTERFACE)
+target_link_libraries(ttq_project_options INTERFACE ttq_warnings)
 # Designated initializers that omit trailing members are our options idiom, and GCC 12 warns on
 # them (-Wmissing-field-initializers) and on std::string internals (-Wrestrict, GCC bug 105329).
-target_compile_options(ttq_project_options INTERFACE -Wall -Wextra -Wpedantic -Wshadow
+target_compile_options(ttq_warnings INTERFACE -Wall -Wextra -Wpedantic -Wshadow
   -Wno-missing-field-initializers $<$<CXX_COMPILER_ID:GNU>:-Wno-restrict>)
 # Implicit FMA contraction changes decoded values and D by an ulp depending on the target ISA;
 # the tests compare the scalar oracle bit for bit, so ttq's own targets never contract.
-target_compile_options(ttq_project_options INTERFACE $<$<CXX_COMPILER_ID:GNU,Clang>:-ffp-contract=off>)
+target_compile_options(ttq_warnings INTERFACE $<$<CXX_COMPILER_ID:GNU,Clang>:-ffp-contract=off>)
 if(TTQ_SANITIZE)
-  target_compile_options(ttq_project_options INTERFACE
+  target_compile_options(ttq_warnings INTERFACE
     -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-  target_link_options(ttq_project_options INTERFACE -fsanitize=address,undefined)
+  target_link_options(ttq_warnings INTERFACE -fsanitize=address,undefined)
 endif()
