@@ -188,6 +188,19 @@ __device__ __forceinline__ void load_prescaled8(const Act* row, const float* inv
 
 inline constexpr int kGemvThreads = layout::kBlockWarps * 32;
 
+/// The epilogue of every GEMV kernel: adds the low-rank term (u_t . B_row) and the bias to one
+/// output's product and stores it as Act.
+template <class Act>
+__device__ __forceinline__ void store_output(const GemvArgs& a, int t, Index row, float value) {
+  if (a.rank > 0) {
+    float low = 0.0f;
+    for (int k = 0; k < a.rank; ++k) low += a.lowrank_u[t * a.rank + k] * a.lowrank_bt[k * a.d_out + row];
+    value += low;
+  }
+  if (a.bias != nullptr) value += a.bias[row];
+  static_cast<Act*>(a.y)[t * a.y_stride + row] = from_float<Act>(value);
+}
+
 /// The packed tensor-core GEMV (see the file comment). Grid: (row blocks of 128 rows, k-splits).
 /// Block: 8 warps, warp w owns rows [16w, 16w + 16) of the row block; all warps share the
 /// staged activations of each tile.
@@ -364,20 +377,13 @@ __global__ void __launch_bounds__(kGemvThreads) packed_gemv_kernel(GemvArgs a) {
   __syncthreads();
   if (!last_block) return;
   __threadfence();
-  Act* y = static_cast<Act*>(a.y);
   for (int idx = static_cast<int>(threadIdx.x); idx < tokens * layout::kBlockRows; idx += kGemvThreads) {
     const int t = idx / layout::kBlockRows;
     const Index row = row_base + idx % layout::kBlockRows;
     if (row >= a.d_out) continue;
     float value = 0.0f;
     for (unsigned s = 0; s < gridDim.y; ++s) value += __ldcg(a.partials + (static_cast<Index>(s) * tokens + t) * a.d_out + row);
-    if (a.rank > 0) {
-      float low = 0.0f;
-      for (int k = 0; k < a.rank; ++k) low += a.lowrank_u[t * a.rank + k] * a.lowrank_bt[k * a.d_out + row];
-      value += low;
-    }
-    if (a.bias != nullptr) value += a.bias[row];
-    y[t * a.y_stride + row] = from_float<Act>(value);
+    store_output<Act>(a, t, row, value);
   }
   if (threadIdx.x == 0) a.counters[blockIdx.x] = 0u;  // ready for the next launch on this workspace
 }
@@ -412,18 +418,7 @@ __global__ void __launch_bounds__(kGemvThreads) generic_gemv_kernel(GemvArgs a) 
     }
     if (lane == t) total = acc[t];
   }
-  Act* y = static_cast<Act*>(a.y);
-  if (lane < a.tokens) {
-    const int t = lane;
-    float value = total;
-    if (a.rank > 0) {
-      float low = 0.0f;
-      for (int k = 0; k < a.rank; ++k) low += a.lowrank_u[t * a.rank + k] * a.lowrank_bt[k * a.d_out + row];
-      value += low;
-    }
-    if (a.bias != nullptr) value += a.bias[row];
-    y[t * a.y_stride + row] = from_float<Act>(value);
-  }
+  if (lane < a.tokens) store_output<Act>(a, lane, row, total);
 }
 
 /// u [tokens, rank] = X A^T in fp32 (the low-rank projection, on the unscaled x as the spec's
