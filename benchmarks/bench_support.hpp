@@ -142,4 +142,10 @@ inline int run_main(int argc, char** argv, const std::function<void()>& register
   return 0;
 }
 
+/// A weight shape [d_out, d_in], named "<d_out>x<d_in>" in case names.
+struct Shape {
+  Index d_out, d_in;
+};
+inline std::string shape_name(Shape s) { return std::to_string(s.d_out) + "x" + std::to_string(s.d_in); }
+
 }  // namespace ttq::bench

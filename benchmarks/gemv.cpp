@@ -26,11 +26,8 @@ using ttq::RowMatrix;
 namespace backend = ttq::backend;
 namespace bench = ttq::bench;
 
-struct Shape {
-  Index d_out, d_in;
-};
-
-std::string shape_name(Shape s) { return std::to_string(s.d_out) + "x" + std::to_string(s.d_in); }
+using bench::Shape;
+using bench::shape_name;
 std::string baseline_key(Shape s, Index t, int threads) {
   return shape_name(s) + "/T" + std::to_string(t) + "/threads:" + std::to_string(threads);
 }

@@ -24,10 +24,8 @@ using ttq::RowMatrix;
 namespace backend = ttq::backend;
 namespace bench = ttq::bench;
 
-struct Shape {
-  Index d_out, d_in;
-};
-std::string shape_name(Shape s) { return std::to_string(s.d_out) + "x" + std::to_string(s.d_in); }
+using bench::Shape;
+using bench::shape_name;
 
 template <class Source>
 struct Weights {
