@@ -90,7 +90,7 @@ void prefill_ttq(benchmark::State& state, Index d_out, Index d_in, Index t, int 
     for (int repeat = 0; repeat < 3; ++repeat) {
       ttq::DiagCorrelation<2> stats;
       bench::WallTimer t0;
-      stats.observe<backend::Simd>(d.x);
+      stats.observe(d.x, backend::channel_stats_kernel<backend::Simd>());
       const std::vector<float> scales = stats.scales();
       parts[0] = std::min(parts[0], t0.seconds());
       bench::WallTimer t1;

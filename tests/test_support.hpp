@@ -44,4 +44,14 @@ inline std::vector<float> lognormal_scales(Index n, std::uint32_t seed) {
   return d;
 }
 
+/// Per-channel weights c_j (mean squares of activations with outlier channels): the adaptive
+/// exponent's error weights.
+inline std::vector<double> channel_weights(Index n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::lognormal_distribution<double> dist(0.0, 1.5);
+  std::vector<double> c(static_cast<std::size_t>(n));
+  for (auto& v : c) v = dist(rng);
+  return c;
+}
+
 }  // namespace ttq::test

@@ -22,7 +22,7 @@
 #include <cublas_v2.h>
 
 #include <ttq/backend/cuda/gemv.cuh>
-#include <ttq/backend/cuda/online_awq.cuh>
+#include <ttq/op/cuda/online_awq.cuh>
 #include <ttq/backend/cuda/quantize.cuh>
 
 #include <cmath>

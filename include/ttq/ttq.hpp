@@ -1,12 +1,17 @@
 // ttq: test-time quantization for LLM inference. The umbrella header: include this and use
 // OnlineAWQ (TTQ), RtnOperator and StaticAwqOperator, or the pieces they are made of.
+// Operators run on backend::Default, the SIMD backend for this translation unit's instruction
+// set (backend/default.hpp); backend::Scalar is the reference. Run-time ISA choice is the
+// compiled add-on ttq::dispatch (<ttq/backend/dispatch.hpp>), the GPU is <ttq/backend/cuda/...>.
 // Architecture: docs/design.md. Numerical contract: docs/numerics.md.
 #pragma once
 
-#include "ttq/backend/backend.hpp"
-#include "ttq/backend/scalar/kernels.hpp"
+#include "ttq/backend/contract.hpp"
+#include "ttq/backend/default.hpp"
+#include "ttq/backend/parallel.hpp"
 #include "ttq/core/error.hpp"
 #include "ttq/core/half.hpp"
+#include "ttq/core/markers.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/op/baselines.hpp"
 #include "ttq/op/layer_weights.hpp"
@@ -17,13 +22,12 @@
 #include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
 #include "ttq/quant/quantizer.hpp"
+#include "ttq/quant/reference.hpp"
 #include "ttq/residual/low_rank_residual.hpp"
 #include "ttq/stats/adaptive_exponent.hpp"
+#include "ttq/stats/channel_stats.hpp"
 #include "ttq/stats/diag_correlation.hpp"
 #include "ttq/stats/scale_plan.hpp"
-
-namespace ttq {
-inline constexpr int kVersionMajor = 0;
-inline constexpr int kVersionMinor = 1;
-inline constexpr int kVersionPatch = 0;
-}  // namespace ttq
+#include "ttq/stats/static_awq.hpp"
+#include "ttq/stats/uniform_scales.hpp"
+#include "ttq/version.hpp"

@@ -7,6 +7,8 @@
 #include <ttq/backend/parallel.hpp>
 #include <ttq/backend/simd/kernels.hpp>
 #include <ttq/op/online_awq.hpp>
+#include <ttq/stats/adaptive_exponent.hpp>
+#include <ttq/stats/static_awq.hpp>
 
 #include <atomic>
 #include <cmath>
@@ -200,6 +202,74 @@ TEST_CASE("SIMD quantize gives the oracle's codes, scales and zeros for every fo
       }
 }
 
+TEST_CASE("SIMD quantize_into with channel weights: the oracle's codes and its error E within 1e-5", "[backend][simd][quantize]") {
+  const FormatKind formats[] = {FormatKind::awq_asymmetric, FormatKind::offset_asymmetric, FormatKind::symmetric,
+                                FormatKind::nf4};
+  std::uint32_t seed = 900;
+  QuantizedMatrix q, q_ref;  // reused across cases: quantize_into reshapes them
+  for (const Layout& layout : kLayouts)
+    for (FormatKind format : formats)
+      for (int bits = 2; bits <= 8; ++bits) {
+        if (format == FormatKind::nf4 && bits != 4) continue;
+        const QuantConfig config{bits, layout.group, format, 1.0f};
+        const RowMatrix w = test::normal_matrix(layout.rows, layout.cols, ++seed);
+        const std::vector<float> d = test::lognormal_scales(layout.cols, ++seed);
+        const std::vector<double> c = test::channel_weights(layout.cols, ++seed);
+        INFO(format_name(format) << " b" << bits << " " << layout.rows << "x" << layout.cols << " g" << layout.group);
+        const double e = backend::quantize_into(backend::Simd{}, config, w, d, {}, c, q);
+        const double e_ref = backend::quantize_into(backend::Scalar{}, config, w, d, {}, c, q_ref);
+        require_same_quantization(q, q_ref);
+        CHECK(e_ref > 0.0);
+        CHECK(std::abs(e - e_ref) <= 1e-5 * e_ref);
+        // Without channel weights: no error, same codes.
+        CHECK(backend::quantize_into(backend::Simd{}, config, w, d, {}, {}, q) == 0.0);
+        require_same_quantization(q, q_ref);
+      }
+}
+
+TEST_CASE("the adaptive exponent on the SIMD backend chooses the oracle's exponent and codes", "[backend][simd][op]") {
+  std::uint32_t seed = 1200;
+  for (int bits : {2, 3, 4, 8})
+    for (Index group : {32, 128}) {
+      const RowMatrix w = test::normal_matrix(96, 256, ++seed);
+      const RowMatrix x = test::outlier_activations(64, 256, 6, ++seed);
+      const Quantizer<Dynamic, Dynamic> quantizer({.bits = bits, .group = group});
+      OnlineAWQ<Quantizer<Dynamic, Dynamic>, AdaptiveExponent<1>, NoResidual, backend::Scalar> reference(w, {}, quantizer);
+      OnlineAWQ<Quantizer<Dynamic, Dynamic>, AdaptiveExponent<1>, NoResidual, backend::Simd> simd(w, {}, quantizer);
+      reference.calibrate(x);
+      simd.calibrate(x);
+      INFO("b" << bits << " g" << group);
+      REQUIRE(reference.correlation().chosen_exponent().has_value());
+      CHECK(simd.correlation().chosen_exponent() == reference.correlation().chosen_exponent());
+      CHECK(simd.quantized().codes == reference.quantized().codes);
+      const auto& e = simd.correlation().candidate_errors();
+      const auto& e_ref = reference.correlation().candidate_errors();
+      REQUIRE(e.size() == e_ref.size());
+      for (std::size_t i = 0; i < e.size(); ++i) CHECK(std::abs(e[i] - e_ref[i]) <= 1e-5 * e_ref[i]);
+    }
+}
+
+TEST_CASE("an operator on the SIMD backend never runs a reference kernel (statistics, search, quantization)",
+          "[backend][simd][op]") {
+  // ttq_tests counts reference-kernel calls (TTQ_COUNT_REFERENCE_CALLS): a policy that fell back
+  // to the reference instead of the operator's backend would show here.
+  using Q = Quantizer<3, 64>;
+  const RowMatrix w = test::normal_matrix(64, 256, 31u);
+  const RowMatrix x = test::outlier_activations(24, 256, 4, 32u);
+  const auto before = ttq::detail::reference_kernel_calls().load();
+  OnlineAWQ<Q, AdaptiveExponent<1>, NoResidual, backend::Simd> adaptive(w, {});
+  adaptive.calibrate(x);
+  OnlineAWQ<Q, DiagCorrelation<2>, LowRankResidual<2>, backend::Simd> ttq_op(w, {});
+  ttq_op.prefill(x);
+  OnlineAWQ<Q, StaticAwqScales, NoResidual, backend::Simd> awq(w, {});
+  awq.calibrate(x);
+  CHECK(ttq::detail::reference_kernel_calls().load() == before);
+  // The counter has teeth: the scalar backend runs the reference.
+  OnlineAWQ<Q, AdaptiveExponent<1>, NoResidual, backend::Scalar> reference(w, {});
+  reference.calibrate(x);
+  CHECK(ttq::detail::reference_kernel_calls().load() > before);
+}
+
 TEST_CASE("SIMD quantize rounds exact ties half to even like the oracle", "[backend][simd][quantize]") {
   for (FormatKind format : {FormatKind::awq_asymmetric, FormatKind::offset_asymmetric, FormatKind::symmetric})
     for (int bits = 2; bits <= 8; ++bits)
@@ -319,7 +389,7 @@ TEST_CASE("OnlineAWQ with the SIMD backend reproduces the scalar operator", "[ba
   const RowMatrix w = test::normal_matrix(48, 160, 21u);
   const RowMatrix x = test::outlier_activations(40, 160, 4, 22u);
   std::vector<float> bias(48, 0.25f);
-  OnlineAWQ<Q, DiagCorrelation<2>, LowRankResidual<3>> scalar_op(w, bias);
+  OnlineAWQ<Q, DiagCorrelation<2>, LowRankResidual<3>, backend::Scalar> scalar_op(w, bias);
   OnlineAWQ<Q, DiagCorrelation<2>, LowRankResidual<3>, backend::Simd> simd_op(w, bias);
   scalar_op.calibrate(x);
   simd_op.calibrate(x);

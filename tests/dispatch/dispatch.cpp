@@ -160,14 +160,28 @@ TEST_CASE("every runnable ISA gives the oracle's codes, scales, zeros and statis
           const QuantConfig config{bits, layout.group, format, 1.0f};
           INFO(backend::isa_name(isa) << " " << format_name(format) << " b" << bits << " " << layout.rows << "x" << layout.cols
                                       << " g" << layout.group);
-          require_same_quantization(k.quantize(config, w, d, {}), backend::quantize(backend::Scalar{}, config, w, d, {}));
-          require_same_quantization(k.quantize(config, w, d, clip), backend::quantize(backend::Scalar{}, config, w, d, clip));
+          auto quantize_with = [&](std::span<const float> group_clip) {
+            QuantizedMatrix q;
+            k.quantize_into(config, w, d, group_clip, {}, q);
+            return q;
+          };
+          require_same_quantization(quantize_with({}), backend::quantize(backend::Scalar{}, config, w, d, {}));
+          require_same_quantization(quantize_with(clip), backend::quantize(backend::Scalar{}, config, w, d, clip));
+          // The fused error: same codes, E within the stated relative tolerance of the reference's.
+          const std::vector<double> c = test::channel_weights(layout.cols, ++seed);
+          QuantizedMatrix q_err, q_ref;
+          const double e = k.quantize_into(config, w, d, {}, c, q_err);
+          const double e_ref = backend::quantize_into(backend::Scalar{}, config, w, d, {}, c, q_ref);
+          require_same_quantization(q_err, q_ref);
+          CHECK(std::abs(e - e_ref) <= 1e-5 * e_ref);
           // bf16 weights: the oracle on the exactly widened matrix.
           std::vector<BFloat16> w16(static_cast<std::size_t>(w.size()));
           for (Index i = 0; i < w.size(); ++i) w16[static_cast<std::size_t>(i)] = BFloat16::from_float(w.data()[i]);
           const MatrixView<const BFloat16> view(w16.data(), layout.rows, layout.cols);
           const RowMatrix wide = widen(view);
-          require_same_quantization(k.quantize_bf16(config, view, d, {}), backend::quantize(backend::Scalar{}, config, wide, d, {}));
+          QuantizedMatrix q16;
+          k.quantize_into_bf16(config, view, d, {}, {}, q16);
+          require_same_quantization(q16, backend::quantize(backend::Scalar{}, config, wide, d, {}));
         }
     // Statistics, p = 1, 2, inf and a Dynamic p.
     const RowMatrix x = test::outlier_activations(37, 203, 5, 9u);

@@ -40,7 +40,7 @@ TEST_CASE("static AWQ picks the grid exponent with the least calibration output 
   double best_error = INFINITY, best_a = -1.0;
   for (int i = 0; i < 20; ++i) {
     const double a = i / 20.0;
-    const auto s = StaticAwqScales::awq_scales(stat.channel_norms(), a);
+    const auto s = exponent_scales(stat.channel_norms(), a, 1e-4, /*awq_normalised=*/true);
     const double e = output_error(calibration, w, Q3().quantize_dequantize(w, s));
     if (e < best_error) {
       best_error = e;

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ttq/backend/contract.hpp"
 #include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/core/half.hpp"
 #include "ttq/core/types.hpp"
@@ -42,10 +43,10 @@ Isa parse_isa(std::string_view name);
 struct IsaKernels {
   Isa isa;
   const char* detail;  ///< what the translation unit was compiled for, e.g. "avx512bw+vnni"
-  QuantizedMatrix (*quantize)(const QuantConfig&, ConstMatrixView w, std::span<const float> col_scale,
-                              std::span<const float> group_clip);
-  QuantizedMatrix (*quantize_bf16)(const QuantConfig&, MatrixView<const BFloat16> w, std::span<const float> col_scale,
-                                   std::span<const float> group_clip);
+  double (*quantize_into)(const QuantConfig&, ConstMatrixView w, std::span<const float> col_scale,
+                          std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out);
+  double (*quantize_into_bf16)(const QuantConfig&, MatrixView<const BFloat16> w, std::span<const float> col_scale,
+                               std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out);
   /// p_kind is 1, 2, InfNorm or Dynamic (then `p` is the norm).
   void (*accumulate_channel_stats)(int p_kind, ConstMatrixView x, double p, std::span<double> pnorm, std::span<double> square);
   std::shared_ptr<const void> (*prepare)(const QuantizedMatrix&);
@@ -78,6 +79,10 @@ struct DispatchedPrepared {
   std::shared_ptr<const void> data;
 };
 
+double quantize_into(Dispatched, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
+                     std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out);
+double quantize_into(Dispatched, const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
+                     std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out);
 QuantizedMatrix quantize(Dispatched, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
                          std::span<const float> group_clip);
 QuantizedMatrix quantize(Dispatched, const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,

@@ -15,11 +15,9 @@
 #include <string>
 
 #include "ttq/core/error.hpp"
+#include "ttq/core/markers.hpp"
 
 namespace ttq {
-
-/// Marker for a template size known only at run time (as Eigen's `Dynamic`).
-inline constexpr int Dynamic = -1;
 
 using Index = std::ptrdiff_t;
 
@@ -64,6 +62,8 @@ struct MatrixView {
 
   /// Rows [first, first + count) as a view.
   MatrixView row_block(Index first, Index count) const { return {data + first * row_stride, count, cols, row_stride}; }
+  /// Every `step`-th row (rows 0, step, 2 step, ...) as a view.
+  MatrixView row_sample(Index step) const { return {data, (rows + step - 1) / step, cols, row_stride * step}; }
   /// Columns [first, first + count) as a view (same row stride).
   MatrixView col_block(Index first, Index count) const { return {data + first, rows, count, row_stride}; }
 };

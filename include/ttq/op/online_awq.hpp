@@ -4,8 +4,10 @@
 //   forward(X):    Y = (X diag(1/D)) deq(Q)^T + (X A^T) B^T + bias
 //
 // The operator is a template over four policies: how to quantize (QuantizerPolicy), how to
-// choose D (CorrelationPolicy: TTQ's DiagCorrelation, RTN's UniformScales, StaticAwqScales),
-// what stays in full precision (ResidualPolicy) and where kernels run (Backend). One operator
+// choose D (ScalePolicy: TTQ's DiagCorrelation and AdaptiveExponent, RTN's UniformScales,
+// StaticAwqScales), what stays in full precision (ResidualPolicy) and where kernels run
+// (BackendKernels; backend::Default, the SIMD backend, unless named). Every kernel a policy needs
+// runs on the operator's backend: the operator lends them (stats/scale_plan.hpp). One operator
 // per sequence; its LayerWeights are shared and immutable.
 #pragma once
 
@@ -14,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "ttq/backend/backend.hpp"
-#include "ttq/backend/scalar/kernels.hpp"
+#include "ttq/backend/contract.hpp"
+#include "ttq/backend/default.hpp"
 #include "ttq/core/error.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/op/layer_weights.hpp"
@@ -27,16 +29,17 @@
 namespace ttq {
 
 namespace detail {
-/// Calls the backend's forward kernel. Unqualified, so argument-dependent lookup also finds the
-/// kernels of backends declared after this header (a qualified call would not).
+/// Calls the backend's forward kernel. It exists because inside OnlineAWQ the member function
+/// `forward` hides the free kernel and suppresses argument-dependent lookup; out here the
+/// unqualified call finds the backend's kernel (also for backends declared after this header).
 template <class BackendT, class Prepared>
 void backend_forward(BackendT tag, const Prepared& prepared, const backend::ForwardArgs& args) {
   forward(tag, prepared, args);
 }
 }  // namespace detail
 
-template <QuantizerPolicy QuantizerT, CorrelationPolicy CorrelationT = DiagCorrelation<InfNorm>,
-          ResidualPolicy ResidualT = NoResidual, backend::Backend BackendT = backend::Scalar>
+template <QuantizerPolicy QuantizerT, ScalePolicy CorrelationT = DiagCorrelation<InfNorm>,
+          ResidualPolicy ResidualT = NoResidual, backend::BackendKernels BackendT = backend::Default>
 class OnlineAWQ {
  public:
   using quantizer_type = QuantizerT;
@@ -67,36 +70,26 @@ class OnlineAWQ {
 
   /// Accumulates statistics of X [T, d_in] (T >= 1, finite) without re-quantizing: chunked
   /// prefill calls observe() per chunk and requantize() once.
-  void observe(ConstMatrixView x) {
-    // Policies whose statistics have a kernel take the operator's backend (DiagCorrelation).
-    if constexpr (requires { correlation_.template observe<BackendT>(x); }) correlation_.template observe<BackendT>(x);
-    else correlation_.observe(x);
-  }
+  void observe(ConstMatrixView x) { correlation_.observe(x, backend::channel_stats_kernel<BackendT>()); }
 
-  /// Re-plans D from the statistics so far and quantizes W (or W - B A) with it.
+  /// Re-plans D from the statistics so far and quantizes W (or W - B A) with it. The policy
+  /// quantizes through the operator's backend into reused storage; the current quantization
+  /// stays in force if anything throws.
   void requantize() {
-    ScaleContext context{weights_->quantized_part(), config_,
-                         [this](std::span<const float> d, std::span<const float> clip) {
-                           return quantize(backend_type{}, config_, weights_->quantized_part(), d, clip);
-                         },
-                         [this](std::span<const float> d, std::span<const double> c) {
-                           // Backends without a fused error kernel use the scalar one.
-                           if constexpr (requires { quantize_with_error(backend_type{}, config_, weights_->quantized_part(), d, c); })
-                             return quantize_with_error(backend_type{}, config_, weights_->quantized_part(), d, c);
-                           else
-                             return quantize_with_error(backend::Scalar{}, config_, weights_->quantized_part(), d, c);
-                         }};
+    const ConstMatrixView weight = weights_->quantized_part();
+    ScaleContext context{weight, config_, backend::quantize_kernel<BackendT>(config_), next_};
     ScalePlan plan = correlation_.plan(context);
     detail::require_shape(static_cast<Index>(plan.scales.size()) == d_in(), "scales",
                           "[d_in] = [" + std::to_string(d_in()) + "]", 1, static_cast<Index>(plan.scales.size()));
     for (float d : plan.scales)
-      if (!(std::isfinite(d) && d > 0.0f)) throw NonFiniteError("scales", "the correlation policy produced a non-positive or non-finite D");
-    quantized_ = plan.quantized ? std::move(*plan.quantized)
-                                : quantize(backend_type{}, config_, weights_->quantized_part(), plan.scales, plan.group_clip);
+      if (!(std::isfinite(d) && d > 0.0f)) throw NonFiniteError("scales", "the scale policy produced a non-positive or non-finite D");
+    if (!plan.quantized) quantize_into(BackendT{}, config_, weight, plan.scales, plan.group_clip, {}, next_);
+    auto prepared = prepare(BackendT{}, next_);
+    std::swap(quantized_, next_);
     scales_ = std::move(plan.scales);
     inverse_scales_.resize(scales_.size());
     for (std::size_t j = 0; j < scales_.size(); ++j) inverse_scales_[j] = 1.0f / scales_[j];
-    prepared_ = prepare(backend_type{}, quantized_);
+    prepared_ = std::move(prepared);
   }
 
   /// observe(X) then requantize(): the per-prompt calibration of TTQ. A policy that does not
@@ -167,7 +160,7 @@ class OnlineAWQ {
   }
 
  private:
-  using Prepared = decltype(prepare(BackendT{}, std::declval<const QuantizedMatrix&>()));
+  using Prepared = backend::PreparedWeights<BackendT>;
 
   std::shared_ptr<const LayerWeights> weights_;
   QuantizerT quantizer_;
@@ -176,6 +169,7 @@ class OnlineAWQ {
   std::vector<float> scales_;
   std::vector<float> inverse_scales_;
   QuantizedMatrix quantized_;
+  QuantizedMatrix next_;  // where the next quantization is built (its storage is reused)
   Prepared prepared_;
 };
 

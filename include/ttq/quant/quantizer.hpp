@@ -9,12 +9,12 @@
 #include <span>
 #include <string>
 
-#include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/core/error.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/quant/format.hpp"
 #include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
+#include "ttq/quant/reference.hpp"
 
 namespace ttq {
 
@@ -80,8 +80,10 @@ class Quantizer {
     return c;
   }
 
-  /// Quantizes `w * diag(col_scale)`. w: [rows, cols] row-major, finite. col_scale: empty (all
-  /// ones) or length cols, finite and positive. Returns the codes and group parameters.
+  /// Quantizes `w * diag(col_scale)` with the reference quantizer (quant/reference.hpp; an
+  /// operator quantizes on its backend instead, with identical codes). w: [rows, cols], finite.
+  /// col_scale: empty (all ones) or length cols, finite and positive. Returns the codes and
+  /// group parameters.
   QuantizedMatrix quantize(ConstMatrixView w, std::span<const float> col_scale = {}) const {
     detail::require_valid_view(w, "weight");
     const QuantConfig c = config(w.cols);
@@ -89,8 +91,11 @@ class Quantizer {
       detail::require_shape(static_cast<Index>(col_scale.size()) == w.cols, "col_scale", "[d_in] = [" + std::to_string(w.cols) + "]",
                             1, static_cast<Index>(col_scale.size()));
       detail::require_finite(col_scale, "col_scale");
+      for (std::size_t j = 0; j < col_scale.size(); ++j)
+        detail::require_range(col_scale[j] > 0.0f, "col_scale", "positive scales",
+                              std::to_string(col_scale[j]) + " at channel " + std::to_string(j));
     }
-    return backend::quantize(backend::Scalar{}, c, w, col_scale, {});
+    return reference_quantize(c, w, col_scale, {});
   }
 
   /// Q(W D) D^-1 (paper Eq. 20) as a dense matrix: the effective weight this quantizer gives

@@ -5,8 +5,12 @@
 // once per candidate exponent a of a small grid, with D_a = normalised s^a, and keeps the
 // candidate whose diagonal-weighted error
 //     E_a = sum_j c_j sum_i (W_ij - Q(W D_a)_ij / D_a,j)^2,   c_j = mean_t x_tj^2
-// is least. E_a comes out of the same pass that quantizes (no extra pass over W), and the
-// winning quantization is handed to the operator as is. Cost: |grid| quantizations, independent of T.
+// is least. E_a comes out of the same pass that quantizes (no extra pass over W). On a layer of
+// at most `error_rows` output rows the candidates are whole quantizations and the winner is
+// handed to the operator as is (|grid| quantizations). On a taller layer E_a is measured on every
+// k-th row (k = ceil(rows / error_rows)) and the winner is quantized once in full: about
+// 1 + |grid| / k quantizations (docs/numerics.md, "Adaptive exponent: measured rows").
+// Independent of T.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +23,7 @@
 #include "ttq/core/error.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/stats/diag_correlation.hpp"
+#include "ttq/quant/quantized_matrix.hpp"
 #include "ttq/stats/scale_plan.hpp"
 
 namespace ttq {
@@ -36,7 +41,27 @@ struct AdaptiveExponentOptions {
   ExponentNormalisation normalisation = ExponentNormalisation::none;
   double floor = 1e-4;  ///< lower bound on s^a (before normalisation), > 0
   double decay = 0.0;   ///< statistics decay across prompts, as DiagCorrelationOptions::decay
+  /// Rows on which E_a is measured: all rows of a layer with at most this many, else every k-th
+  /// row with k = ceil(rows / error_rows). 0 measures every row of every layer.
+  Index error_rows = 512;
 };
+
+/// The candidate scales of an exponent a: v_j = max(s_j^a, floor), divided by sqrt(max v * min v)
+/// when `awq_normalised` (llm-awq's normalisation), as fp32. Shared by AdaptiveExponent and
+/// static AWQ (which uses floor 1e-4 and the normalisation, as llm-awq).
+inline std::vector<float> exponent_scales(const std::vector<double>& s, double a, double floor, bool awq_normalised) {
+  std::vector<double> v(s.size());
+  double mx = 0.0, mn = std::numeric_limits<double>::infinity();
+  for (std::size_t j = 0; j < s.size(); ++j) {
+    v[j] = std::max(std::pow(s[j], a), floor);
+    mx = std::max(mx, v[j]);
+    mn = std::min(mn, v[j]);
+  }
+  const double norm = awq_normalised ? std::sqrt(mx * mn) : 1.0;
+  std::vector<float> out(s.size());
+  for (std::size_t j = 0; j < s.size(); ++j) out[j] = static_cast<float>(v[j] / norm);
+  return out;
+}
 
 /// Correlation policy choosing D = normalised s^a with a picked from a grid per requantization.
 /// P as in DiagCorrelation (1, 2, InfNorm, integer, or Dynamic).
@@ -55,11 +80,14 @@ class AdaptiveExponent {
       detail::require_range(std::isfinite(a) && a >= 0.0, "grid", "finite exponents >= 0", std::to_string(a));
     detail::require_range(std::isfinite(options_.floor) && options_.floor > 0.0, "floor", "a finite value > 0",
                           std::to_string(options_.floor));
+    detail::require_range(options_.error_rows >= 0, "error_rows", "a row count >= 0 (0: all rows)",
+                          std::to_string(options_.error_rows));
   }
 
   const AdaptiveExponentOptions& options() const { return options_; }
   void bind(Index d_in) { stats_.bind(d_in); }
   void observe(ConstMatrixView x) { stats_.observe(x); }
+  void observe(ConstMatrixView x, const ChannelStatsKernel& kernel) { stats_.observe(x, kernel); }
   void begin_prompt() { stats_.begin_prompt(); }
   void reset() {
     stats_.reset();
@@ -79,44 +107,46 @@ class AdaptiveExponent {
   ScalePlan plan(const ScaleContext& context) {
     errors_.clear();
     chosen_.reset();
-    if (stats_.tokens() <= 0.0)
-      return {std::vector<float>(static_cast<std::size_t>(stats_.channels()), 1.0f), {}, std::nullopt};
+    if (stats_.tokens() <= 0.0) return {std::vector<float>(static_cast<std::size_t>(stats_.channels()), 1.0f), {}, false};
     const std::vector<double> s = stats_.channel_norms();
     const std::vector<double> c = stats_.mean_squares();
+    const Index rows = context.weight.rows;
+    const Index step = (options_.error_rows > 0 && rows > options_.error_rows) ? (rows + options_.error_rows - 1) / options_.error_rows : 1;
+    const ConstMatrixView measured = step == 1 ? context.weight : context.weight.row_sample(step);
+    // The best candidate so far lives in context.output, the one being measured in candidate_:
+    // a better one is swapped in, so no quantization is copied or allocated in steady state.
     ScalePlan best;
     double best_error = std::numeric_limits<double>::infinity();
     for (double a : options_.grid) {
       std::vector<float> d = scales_for(s, a);
-      backend::WeightedQuantization candidate = context.quantize_with_error(d, c);
-      errors_.push_back(candidate.weighted_error);
-      if (candidate.weighted_error < best_error) {  // strict: ties keep the smaller-index exponent
-        best_error = candidate.weighted_error;
-        best = {std::move(d), {}, std::move(candidate.quantized)};
+      const double error = context.quantize(measured, d, {}, c, candidate_);
+      errors_.push_back(error);
+      if (error < best_error) {  // strict: ties keep the smaller-index exponent
+        best_error = error;
+        best.scales = std::move(d);
+        std::swap(candidate_, context.output);
         chosen_ = a;
       }
+    }
+    if (step == 1) {
+      best.quantized = true;
+    } else {  // the winner, measured on a subset of rows, quantized in full once
+      context.quantize(context.weight, best.scales, {}, {}, context.output);
+      best.quantized = true;
     }
     return best;
   }
 
  private:
   std::vector<float> scales_for(const std::vector<double>& s, double a) const {
-    std::vector<double> v(s.size());
-    double mx = 0.0, mn = std::numeric_limits<double>::infinity();
-    for (std::size_t j = 0; j < s.size(); ++j) {
-      v[j] = std::max(std::pow(s[j], a), options_.floor);
-      mx = std::max(mx, v[j]);
-      mn = std::min(mn, v[j]);
-    }
-    const double norm = options_.normalisation == ExponentNormalisation::awq ? std::sqrt(mx * mn) : 1.0;
-    std::vector<float> out(s.size());
-    for (std::size_t j = 0; j < s.size(); ++j) out[j] = static_cast<float>(v[j] / norm);
-    return out;
+    return exponent_scales(s, a, options_.floor, options_.normalisation == ExponentNormalisation::awq);
   }
 
   AdaptiveExponentOptions options_;
   DiagCorrelation<P> stats_;
   std::optional<double> chosen_;
   std::vector<double> errors_;
+  QuantizedMatrix candidate_;  // scratch of plan(), kept to reuse its storage
 };
 
 }  // namespace ttq

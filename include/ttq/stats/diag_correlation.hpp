@@ -17,14 +17,13 @@
 #include <string>
 #include <vector>
 
-#include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/core/error.hpp"
+#include "ttq/core/markers.hpp"
 #include "ttq/core/types.hpp"
+#include "ttq/stats/channel_stats.hpp"
 #include "ttq/stats/scale_plan.hpp"
 
 namespace ttq {
-
-using backend::InfNorm;
 
 /// Runtime settings of DiagCorrelation. The defaults (with P = InfNorm, the default norm) are the
 /// best fixed setting of a measured sweep on a real model: docs/numerics.md ("Defaults") and
@@ -96,17 +95,20 @@ class DiagCorrelation {
   /// Tokens accumulated (fractional after decay).
   double tokens() const { return tokens_; }
 
-  /// Accumulates the statistics of X [T, d_in] (T >= 1, finite). Binds on first use.
-  /// B is the backend whose accumulate_channel_stats kernel runs (an operator passes its own).
-  template <backend::Backend B = backend::Scalar>
-  void observe(ConstMatrixView x) {
+  /// Accumulates the statistics of X [T, d_in] (T >= 1, finite) with the reference statistics
+  /// (stats/channel_stats.hpp): the standalone use. Binds on first use.
+  void observe(ConstMatrixView x) { observe(x, ChannelStatsKernel(reference_channel_stats_dynamic)); }
+
+  /// The same with the statistics kernel an operator lends (its backend's; scale_plan.hpp).
+  void observe(ConstMatrixView x, const ChannelStatsKernel& kernel) {
     detail::require_valid_view(x, "x");
     if (pnorm_sums_.empty()) bind(x.cols);
     detail::require_shape(x.cols == channels(), "x", "[T, " + std::to_string(channels()) + "]", x.rows, x.cols);
     detail::require_shape(x.rows >= 1, "x", "at least one token", x.rows, x.cols);
     detail::require_finite(x, "x");
-    // Unqualified: found by argument-dependent lookup, so backends declared later are seen.
-    accumulate_channel_stats<P>(B{}, x, options_.p, std::span<double>(pnorm_sums_), std::span<double>(square_sums_));
+    // An integer P other than 1, 2 runs as Dynamic with p = P (the same pow(v, P) either way).
+    const double p_value = (P == Dynamic || P == InfNorm) ? options_.p : static_cast<double>(P);
+    kernel(channel_stats_kind(P), x, p_value, std::span<double>(pnorm_sums_), std::span<double>(square_sums_));
     tokens_ += static_cast<double>(x.rows);
   }
 
@@ -200,8 +202,8 @@ class DiagCorrelation {
     return out;
   }
 
-  /// CorrelationPolicy hook: TTQ's plan is just D from the statistics.
-  ScalePlan plan(const ScaleContext& /*context*/) const { return {scales(), {}, std::nullopt}; }
+  /// ScalePolicy hook: TTQ's plan is just D from the statistics.
+  ScalePlan plan(const ScaleContext& /*context*/) const { return {scales(), {}, false}; }
 
  private:
   DiagCorrelationOptions options_;
@@ -209,20 +211,6 @@ class DiagCorrelation {
   std::vector<double> square_sums_;
   double tokens_ = 0.0;
   std::optional<double> global_mean_square_;
-};
-
-/// What an operator needs from a correlation policy (the thing that decides D):
-///   adapts            whether observing activations can change the plan (false: quantize once)
-///   bind(d_in)        fix the channel count; observe(X [T, d_in]); begin_prompt(); reset()
-///   plan(ScaleContext) -> ScalePlan (D, optional per-group clips, optional ready quantization)
-template <class C>
-concept CorrelationPolicy = requires(C& c, Index d_in, ConstMatrixView x, const ScaleContext& ctx) {
-  { C::adapts } -> std::convertible_to<bool>;
-  c.bind(d_in);
-  c.observe(x);
-  c.begin_prompt();
-  c.reset();
-  { c.plan(ctx) } -> std::same_as<ScalePlan>;
 };
 
 }  // namespace ttq

@@ -1,39 +1,65 @@
-// The interface between a correlation policy (which decides the per-channel scales D) and the
-// operator that quantizes with them: ScalePlan is what a policy returns, ScaleContext is what
-// the operator lends it (the matrix to be quantized and a way to quantize it), so that policies
-// that search over candidates (static AWQ, adaptive exponents) need no backend of their own.
+// The interface between a scale policy (which decides the per-channel scales D: TTQ's
+// DiagCorrelation, AdaptiveExponent, RTN's UniformScales, StaticAwqScales) and the operator that
+// quantizes with them.
+//
+// The operator lends the policy its backend's kernels, type-erased, so that a policy needs no
+// backend of its own and can never run on a different one than the operator's:
+//   observe(X, ChannelStatsKernel)   statistics of the activations (stats/channel_stats.hpp)
+//   plan(ScaleContext) -> ScalePlan  D (and optionally per-group clips); a policy that searches
+//                                    over candidates quantizes through context.quantize
 #pragma once
 
+#include <concepts>
 #include <functional>
-#include <optional>
 #include <span>
 #include <vector>
 
-#include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
+#include "ttq/stats/channel_stats.hpp"
 
 namespace ttq {
 
-/// The decision of a correlation policy for one quantization.
+/// The decision of a scale policy for one quantization.
 struct ScalePlan {
   std::vector<float> scales;      ///< D, length d_in, finite and positive
   std::vector<float> group_clip;  ///< per-group clip ratios [d_out, groups], or empty (use config.clip)
-  /// Set when the policy already quantized with exactly these scales while choosing them, so the
-  /// operator need not quantize again.
-  std::optional<QuantizedMatrix> quantized;
+  /// True when the policy already quantized the whole weight with exactly these scales and clips
+  /// into context.output, so the operator need not quantize again.
+  bool quantized = false;
 };
+
+/// The operator's quantization kernel (its backend's quantize_into, backend/contract.hpp) on a
+/// weight view of the policy's choosing: the operator's weight, or a subset of its rows.
+/// Returns E = sum_j c_j sum_i (w_ij - deq_ij / d_j)^2 when channel_weight (c) is non-empty.
+using QuantizeKernel = std::function<double(ConstMatrixView w, std::span<const float> scales, std::span<const float> group_clip,
+                                            std::span<const double> channel_weight, QuantizedMatrix& out)>;
 
 /// What the operator lends a policy while it plans.
 struct ScaleContext {
-  ConstMatrixView weight;  ///< the matrix that gets quantized (W, or W - B A), [d_out, d_in]
-  QuantConfig config;      ///< resolved for d_in
-  /// Quantizes weight * diag(D) with optional per-group clip ratios, on the operator's backend.
-  std::function<QuantizedMatrix(std::span<const float> scales, std::span<const float> group_clip)> quantize;
-  /// Quantizes weight * diag(D) and returns sum_j c_j sum_i (W_ij - W^_ij)^2 from the same pass.
-  std::function<backend::WeightedQuantization(std::span<const float> scales, std::span<const double> channel_weight)>
-      quantize_with_error;
+  ConstMatrixView weight;   ///< the matrix that gets quantized (W, or W - B A), [d_out, d_in]
+  QuantConfig config;       ///< resolved for d_in
+  QuantizeKernel quantize;  ///< the operator's backend
+  /// Storage the operator adopts when the plan says `quantized` (reused across prompts, so a
+  /// policy that swaps its candidates with it allocates nothing in steady state).
+  QuantizedMatrix& output;
+};
+
+/// What an operator needs from a scale policy (the thing that decides D):
+///   adapts                      whether observing activations can change the plan (false: quantize once)
+///   bind(d_in)                  fix the channel count
+///   observe(X [T, d_in], kernel) accumulate statistics with the operator's statistics kernel
+///   begin_prompt(), reset()     decay / forget statistics
+///   plan(ScaleContext)          -> ScalePlan
+template <class C>
+concept ScalePolicy = requires(C& c, Index d_in, ConstMatrixView x, const ChannelStatsKernel& kernel, const ScaleContext& ctx) {
+  { C::adapts } -> std::convertible_to<bool>;
+  c.bind(d_in);
+  c.observe(x, kernel);
+  c.begin_prompt();
+  c.reset();
+  { c.plan(ctx) } -> std::same_as<ScalePlan>;
 };
 
 }  // namespace ttq

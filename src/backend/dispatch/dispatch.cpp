@@ -119,14 +119,28 @@ void set_active_isa(Isa isa) {
   g_active.store(static_cast<int>(isa), std::memory_order_release);
 }
 
-QuantizedMatrix quantize(Dispatched, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
-                         std::span<const float> group_clip) {
-  return isa_kernels(active_isa()).quantize(config, w, col_scale, group_clip);
+double quantize_into(Dispatched, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
+                     std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+  return isa_kernels(active_isa()).quantize_into(config, w, col_scale, group_clip, channel_weight, out);
 }
 
-QuantizedMatrix quantize(Dispatched, const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
+double quantize_into(Dispatched, const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
+                     std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+  return isa_kernels(active_isa()).quantize_into_bf16(config, w, col_scale, group_clip, channel_weight, out);
+}
+
+QuantizedMatrix quantize(Dispatched tag, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
                          std::span<const float> group_clip) {
-  return isa_kernels(active_isa()).quantize_bf16(config, w, col_scale, group_clip);
+  QuantizedMatrix q;
+  quantize_into(tag, config, w, col_scale, group_clip, {}, q);
+  return q;
+}
+
+QuantizedMatrix quantize(Dispatched tag, const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
+                         std::span<const float> group_clip) {
+  QuantizedMatrix q;
+  quantize_into(tag, config, w, col_scale, group_clip, {}, q);
+  return q;
 }
 
 DispatchedPrepared prepare(Dispatched, const QuantizedMatrix& q) {

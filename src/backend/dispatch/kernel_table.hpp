@@ -19,17 +19,17 @@ template <class Tag>
 struct KernelTable {
   using Prepared = decltype(prepare(Tag{}, std::declval<const QuantizedMatrix&>()));
 
-  static QuantizedMatrix quantize_fp32(const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
-                                       std::span<const float> group_clip) {
-    return quantize(Tag{}, config, w, col_scale, group_clip);
+  static double quantize_into_fp32(const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
+                                  std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+    return quantize_into(Tag{}, config, w, col_scale, group_clip, channel_weight, out);
   }
-  static QuantizedMatrix quantize_bf16(const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
-                                       std::span<const float> group_clip) {
-    if constexpr (requires { quantize(Tag{}, config, w, col_scale, group_clip); }) {
-      return quantize(Tag{}, config, w, col_scale, group_clip);
-    } else {  // the oracle's definition: quantize the exactly widened matrix
+  static double quantize_into_bf16(const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
+                                  std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+    if constexpr (requires { quantize_into(Tag{}, config, w, col_scale, group_clip, channel_weight, out); }) {
+      return quantize_into(Tag{}, config, w, col_scale, group_clip, channel_weight, out);
+    } else {  // the reference's definition: quantize the exactly widened matrix
       const RowMatrix wide = widen(w);
-      return quantize(Tag{}, config, ConstMatrixView(wide), col_scale, group_clip);
+      return quantize_into(Tag{}, config, ConstMatrixView(wide), col_scale, group_clip, channel_weight, out);
     }
   }
   static void channel_stats(int p_kind, ConstMatrixView x, double p, std::span<double> pnorm, std::span<double> square) {
@@ -48,7 +48,7 @@ struct KernelTable {
   }
 
   static IsaKernels make(Isa isa, const char* detail) {
-    return IsaKernels{isa, detail, &quantize_fp32, &quantize_bf16, &channel_stats, &prepare_weights, &forward_weights};
+    return IsaKernels{isa, detail, &quantize_into_fp32, &quantize_into_bf16, &channel_stats, &prepare_weights, &forward_weights};
   }
 };
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "ttq/backend/backend.hpp"
+#include "ttq/backend/contract.hpp"
 #include "ttq/backend/cuda/common.cuh"
 #include "ttq/backend/cuda/gemv.cuh"
 #include "ttq/backend/cuda/quantize.cuh"
@@ -81,11 +81,20 @@ inline QuantizedMatrix quantize(Cuda, const QuantConfig& config, ConstMatrixView
   return q;
 }
 
+/// quantize_into: the GPU quantization (identical codes), copied into `out`. The GPU has no
+/// fused error kernel yet, so E (when asked) is measured on the host from the downloaded codes
+/// with the reference formula: exact, but one more pass over W on the CPU (docs/cuda.md).
+inline double quantize_into(Cuda tag, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
+                            std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+  out = quantize(tag, config, w, col_scale, group_clip);
+  return channel_weight.empty() ? 0.0 : reference_weighted_error(out, w, col_scale, channel_weight);
+}
+
 /// The host-memory adapter keeps statistics on the host, where X already is (uploading it to
-/// sum it would cost more than summing it), so D is exactly the scalar backend's.
+/// sum it would cost more than summing it), so D is exactly the reference's.
 template <int P>
 void accumulate_channel_stats(Cuda, ConstMatrixView x, double p, std::span<double> pnorm, std::span<double> square) {
-  accumulate_channel_stats<P>(Scalar{}, x, p, pnorm, square);
+  reference_channel_stats<P>(x, p, pnorm, square);
 }
 
 /// The Cuda backend's decode-ready weights: the quantized matrix on the device (shared, so that

@@ -1,9 +1,11 @@
-// The SIMD backend: tag types and the kernel overloads that OnlineAWQ<Q, C, R, backend::Simd>
-// finds by argument-dependent lookup (quantize, accumulate_channel_stats, prepare, forward),
-// with the same signatures and contracts as the scalar oracle (backend/scalar/kernels.hpp).
+// The SIMD backend: tag types and the kernels of backend/contract.hpp (quantize_into, quantize,
+// accumulate_channel_stats, prepare, forward), with the contracts stated there; tested against
+// the reference (quant/reference.hpp, stats/channel_stats.hpp, backend/scalar/kernels.hpp).
+// backend::Simd is backend::Default (backend/default.hpp).
 //
 // What runs where (one choice per call, made here, never in inner loops):
-//   quantize      fp32 or bf16 W -> packed codes, codes identical to the oracle (NF4: oracle)
+//   quantize      fp32 or bf16 W -> packed codes, codes identical to the oracle (NF4: oracle);
+//                 with channel weights also the adaptive exponent's error E, from the same pass
 //   stats         p = 1, 2, inf vectorized, bit-identical sums; other p: the oracle's loops
 //   prepare       repack into 16-row blocks of bit planes (detail/layout.hpp)
 //   forward T<=16 decode from packed codes: integer dot products on 1-3 activation limbs where
@@ -19,9 +21,9 @@
 #include <span>
 #include <vector>
 
-#include "ttq/backend/backend.hpp"
+#include "ttq/backend/contract.hpp"
 #include "ttq/backend/parallel.hpp"
-#include "ttq/backend/scalar/kernels.hpp"
+#include "ttq/backend/scalar/kernels.hpp"  // reference_forward, the dense (NF4) fallback
 #include "ttq/backend/simd/detail/decode_fp32.hpp"
 #include "ttq/backend/simd/detail/decode_vnni.hpp"
 #include "ttq/backend/simd/detail/gemm.hpp"
@@ -67,19 +69,36 @@ using SimdInt8 = SimdBackend<8>;   ///< int8 activations in decode (fastest, lea
 /// Largest token count that takes the decode kernels; larger calls take the GEMM.
 inline constexpr Index kSimdDecodeMaxTokens = 16;
 
-/// quantize for fp32 weights: same contract and identical codes as quantize(Scalar, ...).
+/// quantize_into for fp32 weights: identical codes to the reference; E (when asked) as stated in
+/// detail/quantize.hpp (fp32 per group, in the scaled domain).
 template <int A>
-QuantizedMatrix quantize(SimdBackend<A>, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
-                         std::span<const float> group_clip) {
-  return simd_detail::quantize_matrix<float>(config, w, col_scale, group_clip, *current_executor());
+double quantize_into(SimdBackend<A>, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
+                     std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+  return simd_detail::quantize_matrix_into<float>(config, w, col_scale, group_clip, channel_weight, out, *current_executor());
 }
 
-/// quantize for bf16 weights [rows, cols] (any row stride): the codes of quantize(Scalar, ...)
-/// on the exactly widened fp32 matrix, without materialising it.
+/// quantize_into for bf16 weights [rows, cols] (any row stride): the codes of the reference on
+/// the exactly widened fp32 matrix, without materialising it.
 template <int A>
-QuantizedMatrix quantize(SimdBackend<A>, const QuantConfig& config, MatrixView<const BFloat16> w,
+double quantize_into(SimdBackend<A>, const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
+                     std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+  return simd_detail::quantize_matrix_into<BFloat16>(config, w, col_scale, group_clip, channel_weight, out, *current_executor());
+}
+
+template <int A>
+QuantizedMatrix quantize(SimdBackend<A> tag, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
+                         std::span<const float> group_clip) {
+  QuantizedMatrix q;
+  quantize_into(tag, config, w, col_scale, group_clip, {}, q);
+  return q;
+}
+
+template <int A>
+QuantizedMatrix quantize(SimdBackend<A> tag, const QuantConfig& config, MatrixView<const BFloat16> w,
                          std::span<const float> col_scale, std::span<const float> group_clip) {
-  return simd_detail::quantize_matrix<BFloat16>(config, w, col_scale, group_clip, *current_executor());
+  QuantizedMatrix q;
+  quantize_into(tag, config, w, col_scale, group_clip, {}, q);
+  return q;
 }
 
 /// accumulate_channel_stats: same contract, and bit-identical sums for P = 1, 2, InfNorm.
@@ -290,17 +309,8 @@ inline void forward_prefill(const SimdPrepared& p, const ForwardArgs& args, cons
 template <int A>
 void forward(SimdBackend<A>, const SimdPrepared& p, const ForwardArgs& args) {
   const auto executor = current_executor();
-  if (!p.packed()) {  // dense fallback (NF4): the scalar backend's products on the dequantized copy
-    const auto x = ttq::detail::as_eigen(args.x);
-    const Eigen::Map<const Eigen::RowVectorXf> inv(args.inverse_scale.data(), static_cast<Index>(args.inverse_scale.size()));
-    const RowMatrix prescaled = x.array().rowwise() * inv.array();
-    auto y = ttq::detail::as_eigen(args.y);
-    y.noalias() = prescaled * p.dequantized.transpose();
-    if (args.lowrank_a.rows > 0) {
-      const RowMatrix projected = x * ttq::detail::as_eigen(args.lowrank_a).transpose();
-      y.noalias() += projected * ttq::detail::as_eigen(args.lowrank_b).transpose();
-    }
-    if (!args.bias.empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(args.bias.data(), static_cast<Index>(args.bias.size()));
+  if (!p.packed()) {  // dense fallback (NF4): the reference products on the dequantized copy
+    reference_forward(p.dequantized, args);
     return;
   }
   if (args.x.rows <= kSimdDecodeMaxTokens) simd_detail::forward_decode<A>(p, args, *executor);

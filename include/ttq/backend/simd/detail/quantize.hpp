@@ -1,5 +1,6 @@
 // SIMD quantize + pack: W (fp32 or bf16) times diag(D) to a QuantizedMatrix in one pass over W,
-// with integer codes identical to the scalar reference (backend/scalar/kernels.hpp).
+// with integer codes identical to the reference quantizer (quant/reference.hpp), and optionally
+// the adaptive exponent's weighted error E from the same pass.
 //
 // Identity with the oracle is by construction, not by tolerance: per element the same IEEE
 // operations in the same order (fp32 product w*d, division by the scale -- never a multiply by a
@@ -18,7 +19,6 @@
 #include <vector>
 
 #include "ttq/backend/parallel.hpp"
-#include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/backend/simd/detail/isa.hpp"
 #include "ttq/backend/simd/detail/layout.hpp"
 #include "ttq/core/half.hpp"
@@ -27,6 +27,7 @@
 #include "ttq/quant/packing.hpp"
 #include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
+#include "ttq/quant/reference.hpp"
 
 namespace ttq::backend {
 inline namespace TTQ_SIMD_NAMESPACE {
@@ -148,6 +149,10 @@ void pack_row(const std::uint8_t* codes, Index n, int bits, std::uint32_t* words
 
 // ---- per-format encoding of a register (mirrors format.hpp exactly) --------------------------
 
+/// Per-format encoding of a register, as three steps that mirror format.hpp exactly:
+///   level(w)  the clamped code value as fp32 (the signed value for the symmetric format)
+///   code(q)   the stored integer code
+///   decode(q) w^ = F::decode(code(q)), the same fp32 operations in the same order
 template <class F>
 struct BatchEncoder;
 
@@ -155,20 +160,22 @@ template <>
 struct BatchEncoder<AwqAsymmetric> {
   Batch<float> scale, zero, qmax;
   BatchEncoder(GroupParams p, int bits) : scale(p.scale), zero(p.zero), qmax(ttq::detail::max_code(bits)) {}
-  Batch<std::int32_t> operator()(Batch<float> w) const {
-    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(divide(w, scale)) + zero, Batch<float>(0.0f)), qmax);
-    return xsimd::batch_cast<std::int32_t>(q);
+  Batch<float> level(Batch<float> w) const {
+    return xsimd::min(xsimd::max(xsimd::nearbyint(divide(w, scale)) + zero, Batch<float>(0.0f)), qmax);
   }
+  Batch<std::int32_t> code(Batch<float> q) const { return xsimd::batch_cast<std::int32_t>(q); }
+  Batch<float> decode(Batch<float> q) const { return (q - zero) * scale; }
 };
 
 template <>
 struct BatchEncoder<OffsetAsymmetric> {
   Batch<float> scale, offset, qmax;
   BatchEncoder(GroupParams p, int bits) : scale(p.scale), offset(p.zero), qmax(ttq::detail::max_code(bits)) {}
-  Batch<std::int32_t> operator()(Batch<float> w) const {
-    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(divide(w - offset, scale)), Batch<float>(0.0f)), qmax);
-    return xsimd::batch_cast<std::int32_t>(q);
+  Batch<float> level(Batch<float> w) const {
+    return xsimd::min(xsimd::max(xsimd::nearbyint(divide(w - offset, scale)), Batch<float>(0.0f)), qmax);
   }
+  Batch<std::int32_t> code(Batch<float> q) const { return xsimd::batch_cast<std::int32_t>(q); }
+  Batch<float> decode(Batch<float> q) const { return q * scale + offset; }
 };
 
 template <>
@@ -179,10 +186,10 @@ struct BatchEncoder<Symmetric> {
         low(-static_cast<float>(1 << (bits - 1))),
         high(static_cast<float>(1 << (bits - 1)) - 1.0f),
         half(static_cast<float>(1 << (bits - 1))) {}
-  Batch<std::int32_t> operator()(Batch<float> w) const {
-    const Batch<float> q = xsimd::min(xsimd::max(xsimd::nearbyint(divide(w, scale)), low), high);
-    return xsimd::batch_cast<std::int32_t>(q + half);
-  }
+  Batch<float> level(Batch<float> w) const { return xsimd::min(xsimd::max(xsimd::nearbyint(divide(w, scale)), low), high); }
+  Batch<std::int32_t> code(Batch<float> q) const { return xsimd::batch_cast<std::int32_t>(q + half); }
+  // (q + half) - half is exact for these small integers, so this is F::decode's value.
+  Batch<float> decode(Batch<float> q) const { return q * scale; }
 };
 
 /// W streams from DRAM while the scan is busy computing; the hardware prefetcher alone leaves
@@ -200,7 +207,12 @@ inline void prefetch_ahead(const Source* p) {
 
 /// Quantizes rows [row_begin, row_end) of `w * diag(col_scale)` into `out` with format F.
 /// Returns false (and stops) if a scaled weight may be non-finite; the caller then reruns the
-/// scalar kernel, which throws the reference error (or, after a false alarm, returns the codes).
+/// reference, which throws the reference error (or, after a false alarm, returns the codes).
+///
+/// With `error_weight` (length cols: c_j / d_j^2) it also writes each row's weighted error
+/// sum_j error_weight_j (v_j - w^_j)^2 into `row_error[r]`, v = w*d the scaled weight: the
+/// spec's c_j (w_j - w^_j / d_j)^2 up to the rounding of v (one ulp of w, relative), summed in
+/// fp32 per group and in double over the groups (docs/numerics.md, "Adaptive exponent").
 ///
 /// Shape: a software pipeline over the groups of a row. The scan of group g+1 (load, scale by
 /// D, store into an L1 row buffer, min, max) runs in the same loop as the encoding of group g
@@ -210,7 +222,8 @@ inline void prefetch_ahead(const Source* p) {
 /// values: NaN or Inf anywhere makes it non-finite (an overflowing sum only costs a rerun).
 template <class F, class Source>
 bool quantize_rows(const QuantConfig& config, MatrixView<const Source> w, std::span<const float> col_scale,
-                   std::span<const float> group_clip, QuantizedMatrix& out, Index row_begin, Index row_end) {
+                   std::span<const float> group_clip, QuantizedMatrix& out, Index row_begin, Index row_end,
+                   const float* error_weight, double* row_error) {
   using B = Batch<float>;
   constexpr Index kLanes = static_cast<Index>(B::size);
   const Index cols = w.cols;
@@ -255,6 +268,7 @@ bool quantize_rows(const QuantConfig& config, MatrixView<const Source> w, std::s
       next_max = hmax(vmax);
       scan_tail(0, vec_end, width, next_min, next_max);
     }
+    double row_error_sum = 0.0;
     for (Index g = 0; g < groups; ++g) {
       const Index begin = g * config.group;
       const Index width = out.group_width(g), vec_end = width / kLanes * kLanes;
@@ -264,6 +278,18 @@ bool quantize_rows(const QuantConfig& config, MatrixView<const Source> w, std::s
       out.scales[static_cast<std::size_t>(r * groups + g)] = p.scale;
       out.zeros[static_cast<std::size_t>(r * groups + g)] = p.zero;
       const BatchEncoder<F> encode(p, config.bits);
+      B error_sum(0.0f);
+      float error_tail = 0.0f;
+      // Encodes the register at column begin + e (and accumulates its weighted error).
+      auto encode_at = [&](Index e) {
+        const B v = B::load_unaligned(buffer + begin + e);
+        const B q = encode.level(v);
+        store_code_bytes<Arch>(encode.code(q), code_bytes + begin + e, Arch{});
+        if (error_weight != nullptr) {
+          const B diff = v - encode.decode(q);
+          error_sum = xsimd::fma(diff * diff, B::load_unaligned(error_weight + begin + e), error_sum);
+        }
+      };
       // Encode g while scanning g + 1.
       const bool has_next = g + 1 < groups;
       const Index next_begin = begin + config.group;
@@ -272,13 +298,19 @@ bool quantize_rows(const QuantConfig& config, MatrixView<const Source> w, std::s
       const Index common = std::min(vec_end, next_vec_end);
       Index k = 0;
       for (; k < common; k += kLanes) {
-        store_code_bytes<Arch>(encode(B::load_unaligned(buffer + begin + k)), code_bytes + begin + k, Arch{});
+        encode_at(k);
         scan(next_begin, k, vmin, vmax);
       }
-      for (Index e = k; e < vec_end; e += kLanes)
-        store_code_bytes<Arch>(encode(B::load_unaligned(buffer + begin + e)), code_bytes + begin + e, Arch{});
-      for (Index e = vec_end; e < width; ++e)
-        code_bytes[begin + e] = static_cast<std::uint8_t>(F::encode(buffer[begin + e], p, config.bits));
+      for (Index e = k; e < vec_end; e += kLanes) encode_at(e);
+      for (Index e = vec_end; e < width; ++e) {
+        const std::uint32_t code = F::encode(buffer[begin + e], p, config.bits);
+        code_bytes[begin + e] = static_cast<std::uint8_t>(code);
+        if (error_weight != nullptr) {
+          const float diff = buffer[begin + e] - F::decode(code, p, config.bits);
+          error_tail += error_weight[begin + e] * (diff * diff);
+        }
+      }
+      if (error_weight != nullptr) row_error_sum += static_cast<double>(hsum(error_sum)) + static_cast<double>(error_tail);
       if (has_next) {
         for (Index e = k; e < next_vec_end; e += kLanes) scan(next_begin, e, vmin, vmax);
         next_min = hmin(vmin);
@@ -288,43 +320,63 @@ bool quantize_rows(const QuantConfig& config, MatrixView<const Source> w, std::s
     }
     const float check = hsum(canary) + tail_canary;
     if (!(check - check == 0.0f)) return false;
+    if (error_weight != nullptr) row_error[r] = row_error_sum;
     pack_row<Arch>(code_bytes, cols, config.bits, out.codes.data() + r * out.words_per_row, Arch{});
   }
   return true;
 }
 
-/// The SIMD quantizer for fp32 or bf16 weights [rows, cols] (see quantize() in kernels.hpp).
+/// The reference quantizer on the exactly widened matrix (the NF4 path, and the rerun that
+/// names a non-finite element).
 template <class Source>
-QuantizedMatrix quantize_matrix(const QuantConfig& config, MatrixView<const Source> w, std::span<const float> col_scale,
-                                std::span<const float> group_clip, const Executor& executor) {
-  if (config.format == FormatKind::nf4) {  // nearest-level search: the scalar kernel is the SIMD one
-    if constexpr (std::is_same_v<Source, float>) {
-      return quantize(Scalar{}, config, w, col_scale, group_clip);
-    } else {
-      const RowMatrix wide = widen(w);
-      return quantize(Scalar{}, config, ConstMatrixView(wide), col_scale, group_clip);
-    }
+double reference_quantize_source(const QuantConfig& config, MatrixView<const Source> w, std::span<const float> col_scale,
+                                 std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
+  if constexpr (std::is_same_v<Source, float>) {
+    return reference_quantize_into(config, w, col_scale, group_clip, channel_weight, out);
+  } else {
+    const RowMatrix wide = widen(w);
+    return reference_quantize_into(config, ConstMatrixView(wide), col_scale, group_clip, channel_weight, out);
   }
-  QuantizedMatrix q = make_quantized_matrix(config, w.rows, w.cols);
+}
+
+/// The SIMD quantizer for fp32 or bf16 weights [rows, cols] into `out` (see quantize_into in
+/// kernels.hpp). Returns E when channel_weight is non-empty: rows in parallel, each row's error
+/// in its own slot, summed in row order, so the result does not depend on the thread count.
+template <class Source>
+double quantize_matrix_into(const QuantConfig& config, MatrixView<const Source> w, std::span<const float> col_scale,
+                            std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out,
+                            const Executor& executor) {
+  if (config.format == FormatKind::nf4)  // nearest-level search: the reference is the vector kernel
+    return reference_quantize_source(config, w, col_scale, group_clip, channel_weight, out);
+  reshape_quantized(config, w.rows, w.cols, out, /*zero_codes=*/false);  // rows store whole words
+  const bool with_error = !channel_weight.empty();
+  std::vector<float> error_weight;
+  std::vector<double> row_error;
+  if (with_error) {
+    error_weight.resize(static_cast<std::size_t>(w.cols));
+    for (std::size_t j = 0; j < error_weight.size(); ++j) {
+      const double d = col_scale.empty() ? 1.0 : static_cast<double>(col_scale[j]);
+      error_weight[j] = static_cast<float>(channel_weight[j] / (d * d));
+    }
+    row_error.assign(static_cast<std::size_t>(w.rows), 0.0);
+  }
   std::atomic<bool> finite{true};
   visit_format(config.format, [&](auto f) {
     using F = decltype(f);
     if constexpr (!std::is_same_v<F, NF4>) {
       parallel_for(executor, w.rows, 8, [&](Index begin, Index end) {
-        if (finite.load(std::memory_order_relaxed) && !quantize_rows<F>(config, w, col_scale, group_clip, q, begin, end))
+        if (finite.load(std::memory_order_relaxed) &&
+            !quantize_rows<F>(config, w, col_scale, group_clip, out, begin, end, with_error ? error_weight.data() : nullptr,
+                              row_error.data()))
           finite.store(false, std::memory_order_relaxed);
       });
     }
   });
-  if (!finite.load()) {  // rerun the oracle: it throws NonFiniteError naming the element
-    if constexpr (std::is_same_v<Source, float>) {
-      return quantize(Scalar{}, config, w, col_scale, group_clip);
-    } else {
-      const RowMatrix wide = widen(w);
-      return quantize(Scalar{}, config, ConstMatrixView(wide), col_scale, group_clip);
-    }
-  }
-  return q;
+  if (!finite.load())  // rerun the reference: it throws NonFiniteError naming the element
+    return reference_quantize_source(config, w, col_scale, group_clip, channel_weight, out);
+  double total = 0.0;
+  for (double e : row_error) total += e;
+  return total;
 }
 
 }  // namespace simd_detail

@@ -12,9 +12,9 @@
 #include <span>
 
 #include "ttq/backend/parallel.hpp"
-#include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/backend/simd/detail/isa.hpp"
 #include "ttq/core/types.hpp"
+#include "ttq/stats/channel_stats.hpp"
 
 namespace ttq::backend {
 inline namespace TTQ_SIMD_NAMESPACE {
@@ -45,8 +45,8 @@ template <int P>
 void channel_stats_scalar(ConstMatrixView x, double p, std::span<double> pnorm, std::span<double> square, Index begin,
                           Index end) {
   const ConstMatrixView strip = x.col_block(begin, end - begin);
-  accumulate_channel_stats<P>(Scalar{}, strip, p, pnorm.subspan(static_cast<std::size_t>(begin)),
-                              square.subspan(static_cast<std::size_t>(begin)));
+  ttq::detail::channel_stats_loop<P>(strip, p, pnorm.subspan(static_cast<std::size_t>(begin)),
+                                     square.subspan(static_cast<std::size_t>(begin)));
 }
 
 /// Columns [begin, end) for P = 1, 2, InfNorm: 4 registers of channels per step, all tokens.
