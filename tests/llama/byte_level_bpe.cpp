@@ -1,4 +1,4 @@
-// Tests of the "gpt2" tokenizer of examples/llama/tokenizer.hpp (byte_level_bpe.cpp) that need
+// Tests of the "gpt2" tokenizer of tools/llama/tokenizer.hpp (byte_level_bpe.cpp) that need
 // no model file: GPT-2's byte spelling, the two pre-tokenizers against fixed splits produced by
 // Hugging Face `tokenizers` (tests/llama/reference_smollm2.py), merge-rank BPE on hand-made
 // vocabularies, decode rules, lossless round trips, and the error paths. The tests on SmolLM2's

@@ -1,6 +1,6 @@
 // libFuzzer entry point for the GGUF reader: any byte string must either parse or raise
 // GgufError; anything else (a crash, a sanitizer report, another exception escaping, a huge
-// allocation) is a bug. Seed it with truncations of examples/data/stories260K.gguf.
+// allocation) is a bug. Seed it with truncations of tools/data/stories260K.gguf.
 #include <cstddef>
 #include <cstdint>
 #include <span>

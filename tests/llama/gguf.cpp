@@ -1,4 +1,4 @@
-// Tests of examples/llama/gguf.hpp: the real stories260K file reads as SOURCES.md describes it,
+// Tests of tools/llama/gguf.hpp: the real stories260K file reads as SOURCES.md describes it,
 // every metadata and tensor type round-trips through a hand-built buffer, the block formats
 // dequantize to hand-computed values, and a table of corrupted buffers (the real file truncated
 // everywhere, patched headers, counts, strings, dims, types, offsets; hand-built oddities) each

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes a seed corpus for ttq_llama_fuzz_gguf: examples/data/stories260K.gguf truncated at
+"""Writes a seed corpus for ttq_llama_fuzz_gguf: tools/data/stories260K.gguf truncated at
 points through its header, metadata, tensor directory and data (each cut at most 16 KiB, so the
 fuzzer's max_len stays small), plus small hand-built GGUF files that reach the parts the
 truncations cannot: every metadata type, nested arrays, a custom alignment, and one tensor of
 each supported type (F32, F16, BF16, Q8_0, Q4_0, Q4_1) with valid data.
 
-Usage: python3 make_fuzz_seeds.py OUT_DIR [examples/data/stories260K.gguf]
+Usage: python3 make_fuzz_seeds.py OUT_DIR [tools/data/stories260K.gguf]
        ttq_llama_fuzz_gguf -max_len=16384 -max_total_time=60 CORPUS_DIR OUT_DIR
 """
 import os
@@ -14,7 +14,7 @@ import sys
 
 out_dir = sys.argv[1]
 model = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
-    os.path.dirname(__file__), "..", "..", "examples", "data", "stories260K.gguf")
+    os.path.dirname(__file__), "..", "..", "tools", "data", "stories260K.gguf")
 os.makedirs(out_dir, exist_ok=True)
 
 

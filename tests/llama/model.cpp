@@ -1,4 +1,4 @@
-// Tests of examples/llama/model.hpp and eval.hpp: the correctness anchor of SOURCES.md (mean
+// Tests of tools/llama/model.hpp and eval.hpp: the correctness anchor of SOURCES.md (mean
 // NLL over the 46 TinyStories documents), logits against the numpy fp64 reference, KV-cache
 // decode and chunked prefill against one batched prefill, the LinearLayer protocol
 // (begin_prompt / calibrate / forward order, names and shapes handed to the factory, activations

@@ -6,7 +6,7 @@ It produced the fixed encodings and logits in tests/llama/tokenizer.cpp and mode
 reproduces the anchor of shared/data/SOURCES.md (mean NLL 1.2229 over 14,721 predictions).
 It shares no code with the C++ under test.
 
-Usage: python3 reference_llama.py [examples/data]     (prints the fixtures; takes ~5 s)
+Usage: python3 reference_llama.py [tools/data]     (prints the fixtures; takes ~5 s)
 """
 import os
 import struct
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-DATA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data")
+DATA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..", "tools", "data")
 
 
 def read_gguf(path):

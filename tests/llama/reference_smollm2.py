@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline reference for the byte-level BPE tokenizer of examples/llama (tests/llama/smollm2.cpp):
+"""Offline reference for the byte-level BPE tokenizer of tools/llama (tests/llama/smollm2.cpp):
 reads the vocabulary and merges out of the SmolLM2 GGUF with a minimal metadata reader, builds
 the same tokenizer with Hugging Face `tokenizers` (BPE model, pre-tokenizer
 Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)],
@@ -19,7 +19,7 @@ import sys
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-WIKITEXT = os.path.join(HERE, "..", "..", "examples", "data", "wikitext-2-raw.test.txt")
+WIKITEXT = os.path.join(HERE, "..", "..", "tools", "data", "wikitext-2-raw.test.txt")
 
 
 def default_model_path():

@@ -1,4 +1,4 @@
-// Tests of examples/llama/tokenizer.hpp: fixed encodings computed by reference_llama.py (a
+// Tests of tools/llama/tokenizer.hpp: fixed encodings computed by reference_llama.py (a
 // literal transcription of llama2.c's encode in Python), agreement with a literal C++
 // transcription of llama2.c's rescan loop on seeded random text, decode rules, round trips of
 // every evaluation story, and the error paths.

@@ -1,4 +1,4 @@
-// Tests of the ttq seam of the real-model tools (examples/llama/ttq_linear, perplexity): the
+// Tests of the ttq seam of the real-model tools (tools/llama/ttq_linear, perplexity): the
 // bundled stories260K under RTN and TTQ must reproduce the perplexities an independent
 // implementation of the spec measured (issue "Adaptive TTQ", 46 TinyStories documents, 3 bits,
 // group 32, AWQ-compatible format, paper protocol): RTN 5.796, adaptive-exponent TTQ 5.308.
@@ -7,8 +7,8 @@
 #include <cmath>
 
 #include "llama/gguf.hpp"
-#include "llama/perplexity.hpp"
-#include "llama/ttq_linear.hpp"
+#include "common/perplexity.hpp"
+#include "common/ttq_linear.hpp"
 
 using namespace ttq::llama;
 

@@ -12,7 +12,8 @@ endfunction()
 set(consumer_dir ${TTQ_SOURCE_DIR}/tests/package/${MODE}_consumer)
 if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} -S ${TTQ_SOURCE_DIR} -B ${WORK_DIR}/ttq-build -DTTQ_BUILD_TESTS=OFF
-      -DTTQ_BUILD_BENCHMARKS=OFF -DTTQ_BUILD_EXAMPLES=OFF -DTTQ_INSTALL=ON -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
+      -DTTQ_BUILD_BENCHMARKS=OFF -DTTQ_BUILD_EXAMPLES=OFF -DTTQ_BUILD_TOOLS=OFF -DTTQ_BUILD_DISPATCH=ON
+      -DTTQ_INSTALL=ON -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
   run(${CMAKE_COMMAND} --install ${WORK_DIR}/ttq-build)
   run(${CMAKE_COMMAND} -S ${consumer_dir} -B ${WORK_DIR}/consumer-build -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
 else()

@@ -1,5 +1,5 @@
 // Implementation of the shared command-line handling of the real-model tools.
-#include "llama/cli.hpp"
+#include "common/cli.hpp"
 
 #include <unistd.h>
 
@@ -8,7 +8,10 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "llama/tokenizer.hpp"  // LlamaError
+#include <ttq/backend/parallel.hpp>
+
+#include "common/data_dir.hpp"
+#include "llama/error.hpp"
 
 namespace ttq::llama::cli {
 
@@ -51,6 +54,32 @@ std::int64_t Flags::get_int(const std::string& key, std::int64_t fallback) const
   return v;
 }
 
+const std::set<std::string>& runtime_flags() {
+  static const std::set<std::string> flags{"data-dir", "backend", "threads"};
+  return flags;
+}
+
+int configure_threads(const Flags& flags) {
+  if (!flags.has("threads")) return ttq::backend::current_executor()->concurrency();
+  const std::int64_t threads = flags.get_int("threads", 0);
+  if (threads < 1 || threads > 1024) throw LlamaError("--threads: expected 1..1024, got " + flags.get("threads", ""));
+  ttq::backend::set_executor(ttq::backend::thread_pool_executor(static_cast<int>(threads)));
+  return static_cast<int>(threads);
+}
+
+ParallelFor runner_parallel() {
+  return [](int count, const std::function<void(int, int)>& body) {
+    const auto executor = ttq::backend::current_executor();
+    ttq::backend::parallel_for(*executor, count, 1, [&](ttq::Index begin, ttq::Index end) {
+      body(static_cast<int>(begin), static_cast<int>(end));
+    });
+  };
+}
+
+std::string data_file(const Flags& flags, const std::string& name) {
+  return bundled_file(flags.has("data-dir") ? std::optional<std::string>(flags.get("data-dir", "")) : std::nullopt, name);
+}
+
 const std::set<std::string>& method_flags() {
   static const std::set<std::string> flags{"method", "bits", "group", "rank", "p", "alpha", "lambda", "alpha-grid"};
   return flags;
@@ -83,6 +112,7 @@ MethodConfig method_from_flags(const Flags& flags) {
     std::string item;
     while (std::getline(in, item, ',')) c.alpha_grid.push_back(std::strtod(item.c_str(), nullptr));
   }
+  if (flags.has("backend")) c.backend = parse_backend(flags.get("backend", ""));
   c.awq_clip_search = flags.has("awq-clip");
   c.awq_normalisation = flags.has("awq-normalisation");
   if (c.bits < 2 || c.bits > 8) throw LlamaError("--bits: expected 2..8, got " + std::to_string(c.bits));
@@ -102,15 +132,26 @@ std::string method_help() {
          "  --lambda l                 TTQ damping toward uniform, fixed alpha only (default 0)\n"
          "  --alpha-grid a,b,...       candidate exponents of --alpha auto (default 0,0.1,...,0.9)\n"
          "  --awq-normalisation        auto: normalise candidate scales as llm-awq (sqrt(max*min))\n"
-         "  --awq-clip                 static AWQ: also search per-group clip ratios\n";
+         "  --awq-clip                 static AWQ: also search per-group clip ratios\n"
+         "  --backend B                where the kernels run: dispatch (best ISA of this CPU, default),\n"
+         "                             simd (the ISA the tools were compiled for) or scalar (the reference)\n"
+         "  --threads N                threads for the projections and the runner (default: all; TTQ_NUM_THREADS)\n"
+         "  --data-dir DIR             the bundled model and texts (default: $TTQ_DATA_DIR, else the install's)\n";
 }
 
-void progress(std::string_view label, std::size_t done, std::size_t total) {
-  if (!isatty(STDERR_FILENO) || total == 0) return;
+void progress(std::string_view label, std::size_t done, std::size_t total, double seconds) {
+  if (total == 0) return;
+  const double rate = seconds > 0.0 ? static_cast<double>(done) / seconds : 0.0;
+  if (!isatty(STDERR_FILENO)) {
+    // Every tenth of the work, and the end: a log line, not a redrawn bar.
+    if (done != total && (done * 10 / total) == ((done - 1) * 10 / total)) return;
+    std::fprintf(stderr, "%.*s: %zu/%zu (%.1f s, %.2f/s)\n", static_cast<int>(label.size()), label.data(), done, total, seconds, rate);
+    return;
+  }
   constexpr int kWidth = 30;
   const int filled = static_cast<int>(kWidth * done / total);
-  std::fprintf(stderr, "\r%.*s [%.*s%*s] %zu/%zu", static_cast<int>(label.size()), label.data(), filled,
-               "##############################", kWidth - filled, "", done, total);
+  std::fprintf(stderr, "\r%.*s [%.*s%*s] %zu/%zu %.1f s, %.2f/s", static_cast<int>(label.size()), label.data(), filled,
+               "##############################", kWidth - filled, "", done, total, seconds, rate);
   if (done == total) std::fputc('\n', stderr);
   std::fflush(stderr);
 }

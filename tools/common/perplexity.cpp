@@ -1,5 +1,5 @@
 // Implementation of the perplexity protocols (see perplexity.hpp).
-#include "llama/perplexity.hpp"
+#include "common/perplexity.hpp"
 
 #include <algorithm>
 #include <cmath>

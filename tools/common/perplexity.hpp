@@ -21,7 +21,7 @@
 #include "llama/eval.hpp"
 #include "llama/model.hpp"
 #include "llama/tokenizer.hpp"
-#include "llama/ttq_linear.hpp"
+#include "common/ttq_linear.hpp"
 
 namespace ttq::llama {
 

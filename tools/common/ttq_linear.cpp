@@ -1,14 +1,17 @@
 // Implementation of the ttq-backed projections. One class template wraps any OnlineAWQ
 // instantiation; the method and its runtime settings pick which one at construction.
-#include "llama/ttq_linear.hpp"
+#include "common/ttq_linear.hpp"
 
 #include <ttq/ttq.hpp>
+#if defined(TTQ_TOOLS_HAVE_DISPATCH)
+#include <ttq/backend/dispatch.hpp>
+#endif
 
 #include <cmath>
 #include <memory>
 #include <sstream>
 
-#include "llama/tokenizer.hpp"  // LlamaError
+#include "llama/error.hpp"
 
 namespace ttq::llama {
 
@@ -25,10 +28,21 @@ class QuantizedLinear : public LinearLayer {
 namespace {
 
 using DynamicQuantizer = Quantizer<Dynamic, Dynamic, AwqAsymmetric>;
-using RtnOp = OnlineAWQ<DynamicQuantizer, UniformScales, NoResidual>;
-using AwqOp = OnlineAWQ<DynamicQuantizer, StaticAwqScales, NoResidual>;
-using TtqOp = OnlineAWQ<DynamicQuantizer, DiagCorrelation<Dynamic>, LowRankResidual<Dynamic>>;
-using AdaptiveOp = OnlineAWQ<DynamicQuantizer, AdaptiveExponent<Dynamic>, LowRankResidual<Dynamic>>;
+// The four operator types of the tools, on backend B.
+template <class B>
+struct Operators {
+  using Rtn = OnlineAWQ<DynamicQuantizer, UniformScales, NoResidual, B>;
+  using Awq = OnlineAWQ<DynamicQuantizer, StaticAwqScales, NoResidual, B>;
+  using Ttq = OnlineAWQ<DynamicQuantizer, DiagCorrelation<Dynamic>, LowRankResidual<Dynamic>, B>;
+  using Adaptive = OnlineAWQ<DynamicQuantizer, AdaptiveExponent<Dynamic>, LowRankResidual<Dynamic>, B>;
+};
+
+template <class Op>
+inline constexpr bool kIsAwq = std::is_same_v<typename Op::correlation_type, StaticAwqScales>;
+template <class Op>
+inline constexpr bool kIsAdaptive = std::is_same_v<typename Op::correlation_type, AdaptiveExponent<Dynamic>>;
+template <class Op>
+inline constexpr bool kCalibratesOnPrompt = std::is_same_v<typename Op::correlation_type, DiagCorrelation<Dynamic>> || kIsAdaptive<Op>;
 
 class Fp32Linear final : public QuantizedLinear {
  public:
@@ -47,16 +61,16 @@ template <class Op>
 class OperatorLinear final : public QuantizedLinear {
  public:
   OperatorLinear(Op op, const float* w, int d_out, int d_in) : op_(std::move(op)) {
-    if constexpr (std::is_same_v<Op, AwqOp>) fp32_ = Eigen::Map<const RowMatrix>(w, d_out, d_in);
+    if constexpr (kIsAwq<Op>) fp32_ = Eigen::Map<const RowMatrix>(w, d_out, d_in);
   }
 
   void begin_prompt() override { op_.begin_prompt(); }
 
   void calibrate(const float* x, int tokens) override {
     // Only TTQ calibrates on the prompt; RTN ignores it and static AWQ is frozen.
-    if constexpr (std::is_same_v<Op, TtqOp> || std::is_same_v<Op, AdaptiveOp>) {
+    if constexpr (kCalibratesOnPrompt<Op>) {
       op_.calibrate(ConstMatrixView(x, tokens, op_.d_in()));
-      if constexpr (std::is_same_v<Op, AdaptiveOp>) {
+      if constexpr (kIsAdaptive<Op>) {
         if (auto a = op_.correlation().chosen_exponent()) ++choices_[*a];
       }
     }
@@ -64,7 +78,7 @@ class OperatorLinear final : public QuantizedLinear {
 
   void forward(const float* x, int tokens, float* y) override {
     const ConstMatrixView xv(x, tokens, op_.d_in());
-    if constexpr (std::is_same_v<Op, AwqOp>) {
+    if constexpr (kIsAwq<Op>) {
       if (calibrating_) {  // offline calibration: record the input, compute in fp32
         op_.observe(xv);
         Eigen::Map<RowMatrix>(y, tokens, op_.d_out()).noalias() = ttq::detail::as_eigen(xv) * fp32_.transpose();
@@ -76,7 +90,7 @@ class OperatorLinear final : public QuantizedLinear {
 
   void set_awq_calibrating(bool on) override { calibrating_ = on; }
   void freeze_awq() override {
-    if constexpr (std::is_same_v<Op, AwqOp>) op_.requantize();
+    if constexpr (kIsAwq<Op>) op_.requantize();
   }
   void record_choice(std::map<double, std::int64_t>& out) const override {
     for (const auto& [a, n] : choices_) out[a] += n;
@@ -97,7 +111,74 @@ class OperatorLinear final : public QuantizedLinear {
   std::map<double, std::int64_t> choices_;
 };
 
+/// The projection of method config `c` on backend B.
+template <class B>
+std::unique_ptr<QuantizedLinear> make_operator_linear(const MethodConfig& c, const float* w, int d_out, int d_in) {
+  using Ops = Operators<B>;
+  const DynamicQuantizer quantizer({.bits = c.bits, .group = c.group == 0 ? Index(PerChannel) : Index(c.group)});
+  const ConstMatrixView wv(w, d_out, d_in);
+  switch (c.method) {
+    case Method::rtn:
+      return std::make_unique<OperatorLinear<typename Ops::Rtn>>(typename Ops::Rtn(wv, {}, quantizer), w, d_out, d_in);
+    case Method::awq: {
+      StaticAwqScales awq({.p = c.p, .clip_search = c.awq_clip_search, .max_calibration_tokens = c.awq_calibration_tokens});
+      return std::make_unique<OperatorLinear<typename Ops::Awq>>(typename Ops::Awq(wv, {}, quantizer, std::move(awq)), w, d_out,
+                                                                 d_in);
+    }
+    default: {
+      const LowRankResidual<Dynamic> residual(std::min(c.rank, std::min(d_out, d_in)));
+      if (c.alpha) {
+        DiagCorrelation<Dynamic> stat({.p = c.p, .alpha = *c.alpha, .lambda = c.lambda});
+        return std::make_unique<OperatorLinear<typename Ops::Ttq>>(typename Ops::Ttq(wv, {}, quantizer, std::move(stat), residual),
+                                                                   w, d_out, d_in);
+      }
+      AdaptiveExponent<Dynamic> stat({.p = c.p, .grid = c.alpha_grid,
+                                      .normalisation = c.awq_normalisation ? ExponentNormalisation::awq : ExponentNormalisation::none});
+      return std::make_unique<OperatorLinear<typename Ops::Adaptive>>(
+          typename Ops::Adaptive(wv, {}, quantizer, std::move(stat), residual), w, d_out, d_in);
+    }
+  }
+}
+
 }  // namespace
+
+BackendChoice MethodConfig::default_backend() {
+#if defined(TTQ_TOOLS_HAVE_DISPATCH)
+  return BackendChoice::dispatch;
+#else
+  return BackendChoice::simd;
+#endif
+}
+
+BackendChoice parse_backend(std::string_view name) {
+  if (name == "scalar") return BackendChoice::scalar;
+  if (name == "simd") return BackendChoice::simd;
+  if (name == "dispatch") return BackendChoice::dispatch;
+  throw LlamaError("--backend: expected scalar, simd or dispatch, got '" + std::string(name) + "'");
+}
+
+std::string backend_name(BackendChoice backend) {
+  switch (backend) {
+    case BackendChoice::scalar: return "scalar";
+    case BackendChoice::simd: return "simd";
+    case BackendChoice::dispatch: return "dispatch";
+  }
+  return "?";
+}
+
+std::string backend_description(BackendChoice backend) {
+  switch (backend) {
+    case BackendChoice::scalar: return "scalar (reference)";
+    case BackendChoice::simd: return std::string("simd (") + backend::Simd::isa + ")";
+    case BackendChoice::dispatch:
+#if defined(TTQ_TOOLS_HAVE_DISPATCH)
+      return std::string("dispatch (") + backend::isa_name(backend::active_isa()) + ")";
+#else
+      return "dispatch (not built)";
+#endif
+  }
+  return "?";
+}
 
 Method parse_method(std::string_view name) {
   if (name == "fp32") return Method::fp32;
@@ -144,31 +225,16 @@ LinearFactory QuantizedLinears::factory() {
     if (c.method == Method::fp32) {
       layer = std::make_unique<Fp32Linear>(name, w, d_out, d_in);
     } else {
-      const DynamicQuantizer quantizer({.bits = c.bits, .group = c.group == 0 ? Index(PerChannel) : Index(c.group)});
-      const ConstMatrixView wv(w, d_out, d_in);
-      switch (c.method) {
-        case Method::rtn:
-          layer = std::make_unique<OperatorLinear<RtnOp>>(RtnOp(wv, {}, quantizer), w, d_out, d_in);
+      switch (c.backend) {
+        case BackendChoice::scalar: layer = make_operator_linear<backend::Scalar>(c, w, d_out, d_in); break;
+        case BackendChoice::simd: layer = make_operator_linear<backend::Simd>(c, w, d_out, d_in); break;
+        case BackendChoice::dispatch:
+#if defined(TTQ_TOOLS_HAVE_DISPATCH)
+          layer = make_operator_linear<backend::Dispatched>(c, w, d_out, d_in);
           break;
-        case Method::awq: {
-          StaticAwqScales awq({.p = c.p, .clip_search = c.awq_clip_search,
-                               .max_calibration_tokens = c.awq_calibration_tokens});
-          layer = std::make_unique<OperatorLinear<AwqOp>>(AwqOp(wv, {}, quantizer, std::move(awq)), w, d_out, d_in);
-          break;
-        }
-        default: {
-          const LowRankResidual<Dynamic> residual(std::min(c.rank, std::min(d_out, d_in)));
-          if (c.alpha) {
-            DiagCorrelation<Dynamic> stat({.p = c.p, .alpha = *c.alpha, .lambda = c.lambda});
-            layer = std::make_unique<OperatorLinear<TtqOp>>(TtqOp(wv, {}, quantizer, std::move(stat), residual), w, d_out, d_in);
-          } else {
-            AdaptiveExponent<Dynamic> stat({.p = c.p, .grid = c.alpha_grid,
-                                            .normalisation = c.awq_normalisation ? ExponentNormalisation::awq
-                                                                                 : ExponentNormalisation::none});
-            layer = std::make_unique<OperatorLinear<AdaptiveOp>>(AdaptiveOp(wv, {}, quantizer, std::move(stat), residual), w,
-                                                                 d_out, d_in);
-          }
-        }
+#else
+          throw LlamaError("--backend dispatch: these tools were built without ttq::dispatch (TTQ_BUILD_DISPATCH=OFF)");
+#endif
       }
     }
     layers_.push_back(layer.get());

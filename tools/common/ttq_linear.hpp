@@ -18,6 +18,10 @@ namespace ttq::llama {
 
 enum class Method { fp32, rtn, awq, ttq };
 
+/// Where the projections' kernels run: the reference, the SIMD backend compiled into the tools
+/// (-march=native in this project's build), or ttq::dispatch's best ISA for this CPU (default).
+enum class BackendChoice { scalar, simd, dispatch };
+
 /// A quantization method and its settings, as the tools' flags give them.
 struct MethodConfig {
   Method method = Method::ttq;
@@ -31,7 +35,16 @@ struct MethodConfig {
   bool awq_normalisation = false;  ///< adaptive exponent: llm-awq's sqrt(max*min) normalisation
   bool awq_clip_search = false;    ///< static AWQ: per-group clip search
   int awq_calibration_tokens = 2000;  ///< static AWQ: tokens kept per layer for the search
+  BackendChoice backend = default_backend();
+
+  /// dispatch where the tools were built with ttq::dispatch, else simd.
+  static BackendChoice default_backend();
 };
+
+BackendChoice parse_backend(std::string_view name);  ///< "scalar" | "simd" | "dispatch"; throws LlamaError
+std::string backend_name(BackendChoice backend);
+/// What the backend runs on this machine, e.g. "dispatch (avx2)" or "simd (avx512bw+vnni)".
+std::string backend_description(BackendChoice backend);
 
 Method parse_method(std::string_view name);  ///< "fp32" | "rtn" | "awq" | "ttq"; throws LlamaError
 std::string method_name(Method method);

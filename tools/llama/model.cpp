@@ -152,7 +152,13 @@ struct LlamaModel::Impl {
   int position = 0;
 
   // Scratch, [tokens, features] row-major, reused across calls.
-  MatrixRM x, xb, q, k, v, attn, proj, gate, up, scores;
+  MatrixRM x, xb, q, k, v, attn, proj, gate, up;
+  ParallelFor parallel;
+
+  void parallel_for(int count, const std::function<void(int, int)>& body) const {
+    if (parallel && count > 1) parallel(count, body);
+    else body(0, count);
+  }
 
   void run_linear(LinearLayer& layer, const MatrixRM& in, MatrixRM& out, int d_out, CalibrationMode mode) {
     const int tokens = static_cast<int>(in.rows());
@@ -236,33 +242,35 @@ struct LlamaModel::Impl {
       std::copy_n(k.data(), static_cast<std::size_t>(n) * kv_dim, b.k_cache.data() + static_cast<std::size_t>(start) * kv_dim);
       std::copy_n(v.data(), static_cast<std::size_t>(n) * kv_dim, b.v_cache.data() + static_cast<std::size_t>(start) * kv_dim);
 
-      // Causal attention, one query head at a time; query t (position start + t) sees cache
-      // rows 0..start + t.
+      // Causal attention, one query head at a time (heads in parallel); query t (position
+      // start + t) sees cache rows 0..start + t.
       attn.resize(n, q_dim);
-      scores.resize(n, end);
-      for (int h = 0; h < config.n_heads; ++h) {
-        const int kv_head = h / group;
-        const ConstStridedMap qh(q.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
-        const ConstStridedMap kh(b.k_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
-        const ConstStridedMap vh(b.v_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
-        scores.noalias() = (qh * kh.transpose()) * scale;
-        for (int t = 0; t < n; ++t) {
-          const int visible = start + t + 1;
-          float* row = scores.row(t).data();
-          float max = row[0];
-          for (int s = 1; s < visible; ++s) max = std::max(max, row[s]);
-          float sum = 0.0f;
-          for (int s = 0; s < visible; ++s) {
-            row[s] = std::exp(row[s] - max);
-            sum += row[s];
+      parallel_for(config.n_heads, [&](int h_begin, int h_end) {
+        MatrixRM scores(n, end);
+        for (int h = h_begin; h < h_end; ++h) {
+          const int kv_head = h / group;
+          const ConstStridedMap qh(q.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
+          const ConstStridedMap kh(b.k_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
+          const ConstStridedMap vh(b.v_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
+          scores.noalias() = (qh * kh.transpose()) * scale;
+          for (int t = 0; t < n; ++t) {
+            const int visible = start + t + 1;
+            float* row = scores.row(t).data();
+            float max = row[0];
+            for (int s = 1; s < visible; ++s) max = std::max(max, row[s]);
+            float sum = 0.0f;
+            for (int s = 0; s < visible; ++s) {
+              row[s] = std::exp(row[s] - max);
+              sum += row[s];
+            }
+            const float inv = 1.0f / sum;
+            for (int s = 0; s < visible; ++s) row[s] *= inv;
+            for (int s = visible; s < end; ++s) row[s] = 0.0f;
           }
-          const float inv = 1.0f / sum;
-          for (int s = 0; s < visible; ++s) row[s] *= inv;
-          for (int s = visible; s < end; ++s) row[s] = 0.0f;
+          StridedMap out(attn.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
+          out.noalias() = scores * vh;
         }
-        StridedMap out(attn.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
-        out.noalias() = scores * vh;
-      }
+      });
       run_linear(*L[3], attn, proj, dim, mode);
       x += proj;
 
@@ -281,8 +289,15 @@ struct LlamaModel::Impl {
     result.tokens = n;
     result.vocab = config.vocab_size;
     result.values.resize(static_cast<std::size_t>(n) * config.vocab_size);
-    Eigen::Map<MatrixRM> logits(result.values.data(), n, config.vocab_size);
-    logits.noalias() = xb * (output.size() ? output : token_embd).transpose();
+    // The output head, the largest matrix of a small model: vocabulary rows in parallel blocks.
+    const MatrixRM& head = output.size() ? output : token_embd;
+    constexpr int kVocabBlock = 1024;
+    const int vocab_blocks = (config.vocab_size + kVocabBlock - 1) / kVocabBlock;
+    parallel_for(vocab_blocks, [&](int b_begin, int b_end) {
+      const int v0 = b_begin * kVocabBlock, v1 = std::min(config.vocab_size, b_end * kVocabBlock);
+      StridedMap logits(result.values.data() + v0, n, v1 - v0, Eigen::OuterStride<>(config.vocab_size));
+      logits.noalias() = xb * head.middleRows(v0, v1 - v0).transpose();
+    });
     return result;
   }
 };
@@ -342,6 +357,7 @@ LlamaModel::LlamaModel(LlamaModel&&) noexcept = default;
 LlamaModel& LlamaModel::operator=(LlamaModel&&) noexcept = default;
 
 const LlamaConfig& LlamaModel::config() const noexcept { return impl_->config; }
+void LlamaModel::set_parallel(ParallelFor parallel) { impl_->parallel = std::move(parallel); }
 int LlamaModel::position() const noexcept { return impl_->position; }
 void LlamaModel::reset() noexcept { impl_->position = 0; }
 

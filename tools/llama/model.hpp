@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "llama/tokenizer.hpp"  // LlamaError
+#include "llama/error.hpp"
 
 namespace ttq::llama {
 
@@ -57,6 +57,12 @@ inline constexpr int kLinearKinds = 7;
 
 // GGUF tensor name of a projection: "blk.<layer>.attn_q.weight", ..., "blk.<layer>.ffn_down.weight".
 std::string linear_tensor_name(int layer, LinearKind kind);
+
+// Runs body(begin, end) over [0, count) split into chunks, possibly in parallel, and returns when
+// all are done; body must be safe to call concurrently on disjoint ranges. The runner uses it for
+// its own work (attention heads, the output head's vocabulary rows); the tools hand it ttq's
+// executor so that the runner and the projections share one thread pool. Default: serial.
+using ParallelFor = std::function<void(int count, const std::function<void(int begin, int end)>& body)>;
 
 // Architecture hyper-parameters, from the `llama.*` metadata.
 struct LlamaConfig {
@@ -122,6 +128,9 @@ class LlamaModel {
 
   // extend() with one token; returns its logits [vocab].
   std::vector<float> decode_step(int token);
+
+  // Runs the runner's own work through `parallel` (nullptr: serially).
+  void set_parallel(ParallelFor parallel);
 
   // The projection of `layer` (0-based) of `kind`, as the factory made it.
   LinearLayer& linear(int layer, LinearKind kind);

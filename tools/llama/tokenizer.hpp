@@ -19,17 +19,11 @@
 #include <variant>
 #include <vector>
 
+#include "llama/error.hpp"
+
 namespace ttq::llama {
 
 class GgufFile;
-
-// Misuse or bad content above the file format: tokenizer metadata that is missing or
-// inconsistent, an unsupported architecture, a tensor of the wrong shape, a token id out of
-// range, a sequence longer than the context.
-class LlamaError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // Token types as stored in `tokenizer.ggml.token_type` (SentencePiece's numbering, which GGUF
 // uses for every tokenizer model).

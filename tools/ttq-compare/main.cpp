@@ -6,12 +6,13 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <set>
 #include <string>
 #include <vector>
 
-#include "llama/cli.hpp"
+#include "common/cli.hpp"
 #include "llama/gguf.hpp"
-#include "llama/perplexity.hpp"
+#include "common/perplexity.hpp"
 
 using namespace ttq::llama;
 
@@ -26,6 +27,7 @@ struct Corpus {
 double run(const GgufFile& file, const MethodConfig& method, const Corpus& corpus, Protocol protocol, std::int64_t calib_tokens) {
   QuantizedLinears linears(method);
   LlamaModel model(file, linears.factory());
+  model.set_parallel(cli::runner_parallel());
   calibrate_static_awq(model, linears, corpus.other, calib_tokens);
   return std::exp(evaluate_windows(model, corpus.windows, protocol).mean());
 }
@@ -43,15 +45,17 @@ int main(int argc, char** argv) {
       return 0;
     }
   try {
-    const cli::Flags flags(argc, argv, {"model", "wikitext-tokens", "calib-tokens", "group", "protocol"}, {});
-    const std::string data = TTQ_LLAMA_DATA_DIR;
-    const GgufFile file = read_gguf_file(flags.get("model", data + "/stories260K.gguf"));
+    std::set<std::string> valued{"model", "wikitext-tokens", "calib-tokens", "group", "protocol"};
+    valued.insert(cli::runtime_flags().begin(), cli::runtime_flags().end());
+    const cli::Flags flags(argc, argv, valued, {});
+    cli::configure_threads(flags);
+    const GgufFile file = read_gguf_file(flags.has("model") ? flags.get("model", "") : cli::data_file(flags, "stories260K.gguf"));
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
     const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000);
     const int group = static_cast<int>(flags.get_int("group", 32));
-    const std::string stories = read_text_file(data + "/tinystories-valid.head32k.txt");
-    const std::string wiki = read_text_file(data + "/wikitext-2-raw.test.txt");
+    const std::string stories = read_text_file(cli::data_file(flags, "tinystories-valid.head32k.txt"));
+    const std::string wiki = read_text_file(cli::data_file(flags, "wikitext-2-raw.test.txt"));
     const auto story_windows = make_windows(tokenizer, stories, {"<|endoftext|>", 512, 0});
     const auto wiki_windows = make_windows(tokenizer, wiki, {std::nullopt, 512, flags.get_int("wikitext-tokens", 16384)});
     const std::vector<Corpus> corpora{{"TinyStories (46 documents)", story_windows, wiki_windows},
@@ -86,7 +90,7 @@ int main(int argc, char** argv) {
       MethodConfig fp32;
       fp32.method = Method::fp32;
       const double fp32_ppl = run(file, fp32, corpus, protocol, 0);
-      cli::progress("ttq-compare", ++done, total);
+      cli::progress("ttq-compare", ++done, total, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
       std::printf("\n%s: FP32 %.3f\n\n| method | 2 bits | 3 bits | 4 bits |\n|---|---|---|---|\n", corpus.name.c_str(), fp32_ppl);
       for (MethodConfig method : methods) {
         std::printf("| %s |", describe(method).c_str());
@@ -94,7 +98,7 @@ int main(int argc, char** argv) {
           method.bits = b;
           std::printf(" %.3f |", run(file, method, corpus, protocol, calib_tokens));
           std::fflush(stdout);
-          cli::progress("ttq-compare", ++done, total);
+          cli::progress("ttq-compare", ++done, total, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         }
         std::printf("\n");
       }

@@ -1,14 +1,15 @@
 // ttq-generate: calibrates the chosen method on the prompt, decodes greedily with the quantized
-// weights, and prints the continuation and decode tokens/s next to FP32's. See docs/tools.md.
+// weights, and prints the continuation with its prefill and decode throughput, next to FP32's
+// (unless --no-fp32). See docs/tools.md.
 #include <chrono>
 #include <cstdio>
 #include <exception>
 #include <string>
 #include <vector>
 
-#include "llama/cli.hpp"
+#include "common/cli.hpp"
 #include "llama/gguf.hpp"
-#include "llama/perplexity.hpp"
+#include "common/perplexity.hpp"
 
 using namespace ttq::llama;
 
@@ -16,19 +17,30 @@ namespace {
 
 struct Generation {
   std::string text;
-  int tokens = 0;
-  double seconds = 0.0;  // decode steps only
+  int tokens = 0;                // decoded
+  double setup_seconds = 0.0;    // building the model's projections (and static AWQ's calibration)
+  double prefill_seconds = 0.0;  // the prompt: calibration (TTQ's per-prompt plan) and forward
+  double seconds = 0.0;          // decode steps only
 };
+
+double since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 Generation generate(const GgufFile& file, const Tokenizer& tokenizer, const MethodConfig& method,
                     const std::vector<int>& prompt, int steps, const std::vector<std::vector<int>>& calib) {
+  Generation g;
+  const auto setup = std::chrono::steady_clock::now();
   QuantizedLinears linears(method);
   LlamaModel model(file, linears.factory());
+  model.set_parallel(cli::runner_parallel());
   calibrate_static_awq(model, linears, calib, 2000);
+  g.setup_seconds = since(setup);
   // The prompt is the calibration: TTQ quantizes for it, then decodes with that quantization.
+  const auto prefill = std::chrono::steady_clock::now();
   Logits logits = model.prefill(prompt, CalibrationMode::calibrate_then_forward);
+  g.prefill_seconds = since(prefill);
   std::vector<float> last(logits.row(logits.tokens - 1).begin(), logits.row(logits.tokens - 1).end());
-  Generation g;
   int previous = prompt.back();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps && model.position() < model.config().context_length; ++i) {
@@ -41,7 +53,7 @@ Generation generate(const GgufFile& file, const Tokenizer& tokenizer, const Meth
     ++g.tokens;
     last = model.decode_step(next);
   }
-  g.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  g.seconds = since(start);
   return g;
 }
 
@@ -50,7 +62,9 @@ Generation generate(const GgufFile& file, const Tokenizer& tokenizer, const Meth
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--help") {
-      std::printf("usage: ttq-generate [--model M.gguf] --prompt \"...\" [-n N | --tokens N] [method flags]\n%s",
+      std::printf("usage: ttq-generate [--model M.gguf] --prompt \"...\" [-n N | --tokens N] [--no-fp32] [--json] [method flags]\n"
+                  "  --no-fp32                  run only the chosen method (default: FP32 first, as the reference)\n"
+                  "  --json                     one JSON object per run on stdout (text, timings, tokens/s)\n%s",
                   cli::method_help().c_str());
       return 0;
     }
@@ -61,9 +75,12 @@ int main(int argc, char** argv) {
       if (std::string(a) == "-n") a = const_cast<char*>("--tokens");
     std::set<std::string> valued{"model", "prompt", "tokens"};
     valued.insert(cli::method_flags().begin(), cli::method_flags().end());
-    const cli::Flags flags(static_cast<int>(args.size()), args.data(), valued, cli::method_switches());
-    const std::string data = TTQ_LLAMA_DATA_DIR;
-    const GgufFile file = read_gguf_file(flags.get("model", data + "/stories260K.gguf"));
+    valued.insert(cli::runtime_flags().begin(), cli::runtime_flags().end());
+    std::set<std::string> switches{"no-fp32", "json"};
+    switches.insert(cli::method_switches().begin(), cli::method_switches().end());
+    const cli::Flags flags(static_cast<int>(args.size()), args.data(), valued, switches);
+    const int threads = cli::configure_threads(flags);
+    const GgufFile file = read_gguf_file(flags.has("model") ? flags.get("model", "") : cli::data_file(flags, "stories260K.gguf"));
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     const std::string prompt_text = flags.get("prompt", "Once upon a time, there was a little girl named Lily.");
     const std::vector<int> prompt = tokenizer.encode(prompt_text, /*add_bos=*/tokenizer.expects_bos());
@@ -72,15 +89,35 @@ int main(int argc, char** argv) {
     const MethodConfig method = cli::method_from_flags(flags);
     std::vector<std::vector<int>> calib;
     if (method.method == Method::awq)
-      calib = make_windows(tokenizer, read_text_file(data + "/wikitext-2-raw.test.txt"), {std::nullopt, 512, 2000});
+      calib = make_windows(tokenizer, read_text_file(cli::data_file(flags, "wikitext-2-raw.test.txt")), {std::nullopt, 512, 2000});
 
-    MethodConfig fp32;
+    MethodConfig fp32 = method;
     fp32.method = Method::fp32;
-    for (const MethodConfig& m : {fp32, method}) {
+    std::vector<MethodConfig> runs;
+    if (!flags.has("no-fp32") && method.method != Method::fp32) runs.push_back(fp32);
+    runs.push_back(method);
+    const bool json = flags.has("json");
+    for (const MethodConfig& m : runs) {
       const Generation g = generate(file, tokenizer, m, prompt, steps, calib);
-      std::printf("== %s: %d tokens, %.1f tokens/s\n%s%s\n\n", describe(m).c_str(), g.tokens,
-                  g.seconds > 0 ? g.tokens / g.seconds : 0.0, prompt_text.c_str(), g.text.c_str());
-      if (method.method == Method::fp32) break;
+      const double prefill_rate = g.prefill_seconds > 0 ? static_cast<double>(prompt.size()) / g.prefill_seconds : 0.0;
+      const double decode_rate = g.seconds > 0 ? g.tokens / g.seconds : 0.0;
+      const double total = g.setup_seconds + g.prefill_seconds + g.seconds;
+      const std::string backend = m.method == Method::fp32 ? std::string("eigen fp32") : backend_description(m.backend);
+      if (json) {
+        std::printf("{\"method\": \"%s\", \"label\": \"%s\", \"bits\": %d, \"group\": %d, \"backend\": \"%s\", "
+                    "\"threads\": %d, \"prompt_tokens\": %zu, \"tokens\": %d, \"setup_seconds\": %.4f, "
+                    "\"prefill_seconds\": %.4f, \"prefill_tokens_per_second\": %.2f, \"decode_seconds\": %.4f, "
+                    "\"decode_tokens_per_second\": %.2f, \"total_seconds\": %.4f, \"text\": \"%s\"}\n",
+                    method_name(m.method).c_str(), cli::json_escape(describe(m)).c_str(), m.method == Method::fp32 ? 32 : m.bits,
+                    m.group, cli::json_escape(backend).c_str(), threads, prompt.size(), g.tokens, g.setup_seconds,
+                    g.prefill_seconds, prefill_rate, g.seconds, decode_rate, total, cli::json_escape(g.text).c_str());
+      } else {
+        std::printf("== %s [%s, %d threads]: prefill %zu tokens in %.3f s (%.1f tokens/s), decode %d tokens in %.3f s "
+                    "(%.1f tokens/s), total %.3f s\n%s%s\n\n",
+                    describe(m).c_str(), backend.c_str(), threads, prompt.size(), g.prefill_seconds, prefill_rate, g.tokens,
+                    g.seconds, decode_rate, total, prompt_text.c_str(), g.text.c_str());
+      }
+      std::fflush(stdout);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ttq-generate: %s\n", e.what());

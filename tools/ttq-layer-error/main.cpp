@@ -6,16 +6,18 @@
 // outlier channels; static AWQ is calibrated on activations whose outliers sit on *other*
 // channels (a domain shift), and on the prompt itself as the best case it can reach.
 //
-// Usage: ttq_layer_error_table [--tensor NAME | --random] [--d-out N] [--d-in N] [--tokens T]
-//                              [--group G] [--seed S]
+// Usage: ttq-layer-error [--tensor NAME | --random] [--d-out N] [--d-in N] [--tokens T]
+//                        [--group G] [--seed S] [--data-dir DIR]
 #include <ttq/ttq.hpp>
 
+#include "common/cli.hpp"
 #include "llama/gguf.hpp"
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <set>
 #include <string>
 
 namespace {
@@ -54,44 +56,31 @@ void print_row(const ttq::RowMatrix& w, const ttq::RowMatrix& prompt, const ttq:
               ttq::relative_error(prompt, w, ttq_auto.effective_weight()));
 }
 
-const char* text_option(int argc, char** argv, const char* name, const char* fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
-  return fallback;
-}
-
-bool has_switch(int argc, char** argv, const char* name) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return true;
-  return false;
-}
-
-long option(int argc, char** argv, const char* name, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::strtol(argv[i + 1], nullptr, 10);
-  return fallback;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--help") == 0) {
-      std::puts("usage: ttq_layer_error_table [--tensor NAME | --random] [--d-out N] [--d-in N] [--tokens T] [--group G] [--seed S]\n"
+      std::puts("usage: ttq-layer-error [--tensor NAME | --random] [--d-out N] [--d-in N] [--tokens T] [--group G] [--seed S]\n"
+                "                       [--data-dir DIR]\n"
                 "  default: blk.0.ffn_down.weight of the bundled stories260K (64 x 172: ragged groups)");
       return 0;
     }
-  ttq::Index d_out = option(argc, argv, "--d-out", 256), d_in = option(argc, argv, "--d-in", 256);
-  const ttq::Index tokens = option(argc, argv, "--tokens", 128), group = option(argc, argv, "--group", 32);
-  std::mt19937 rng(static_cast<unsigned>(option(argc, argv, "--seed", 1)));
   try {
+    using ttq::llama::cli::Flags;
+    std::set<std::string> valued{"tensor", "d-out", "d-in", "tokens", "group", "seed"};
+    valued.insert(ttq::llama::cli::runtime_flags().begin(), ttq::llama::cli::runtime_flags().end());
+    const Flags flags(argc, argv, valued, {"random"});
+    ttq::Index d_out = flags.get_int("d-out", 256), d_in = flags.get_int("d-in", 256);
+    const ttq::Index tokens = flags.get_int("tokens", 128), group = flags.get_int("group", 32);
+    std::mt19937 rng(static_cast<unsigned>(flags.get_int("seed", 1)));
     ttq::RowMatrix w;
     std::string source = "seeded random";
-    if (has_switch(argc, argv, "--random")) {
+    if (flags.has("random")) {
       w = normal(d_out, d_in, rng, 0.05f);
     } else {
-      const std::string name = text_option(argc, argv, "--tensor", "blk.0.ffn_down.weight");
-      const auto file = ttq::llama::read_gguf_file(std::string(TTQ_LLAMA_DATA_DIR) + "/stories260K.gguf");
+      const std::string name = flags.get("tensor", "blk.0.ffn_down.weight");
+      const auto file = ttq::llama::read_gguf_file(ttq::llama::cli::data_file(flags, "stories260K.gguf"));
       const auto& tensor = file.tensor(name);
       d_out = static_cast<ttq::Index>(tensor.rows());
       d_in = static_cast<ttq::Index>(tensor.cols());

@@ -7,9 +7,9 @@
 #include <exception>
 #include <string>
 
-#include "llama/cli.hpp"
+#include "common/cli.hpp"
 #include "llama/gguf.hpp"
-#include "llama/perplexity.hpp"
+#include "common/perplexity.hpp"
 
 using namespace ttq::llama;
 
@@ -41,15 +41,17 @@ int main(int argc, char** argv) {
   try {
     std::set<std::string> valued{"model", "text", "calib-text", "calib-tokens", "ctx", "separator", "limit-tokens", "protocol"};
     valued.insert(cli::method_flags().begin(), cli::method_flags().end());
+    valued.insert(cli::runtime_flags().begin(), cli::runtime_flags().end());
     std::set<std::string> switches{"json"};
     switches.insert(cli::method_switches().begin(), cli::method_switches().end());
     const cli::Flags flags(argc, argv, valued, switches);
+    const int threads = cli::configure_threads(flags);
 
-    const std::string data = TTQ_LLAMA_DATA_DIR;
-    const std::string model_path = flags.get("model", data + "/stories260K.gguf");
+    const std::string model_path = flags.has("model") ? flags.get("model", "") : cli::data_file(flags, "stories260K.gguf");
     const bool default_text = !flags.has("text");
-    const std::string text_path = flags.get("text", data + "/tinystories-valid.head32k.txt");
-    const std::string calib_path = flags.get("calib-text", data + "/wikitext-2-raw.test.txt");
+    const std::string text_path = flags.has("text") ? flags.get("text", "") : cli::data_file(flags, "tinystories-valid.head32k.txt");
+    const std::string calib_path =
+        flags.has("calib-text") ? flags.get("calib-text", "") : cli::data_file(flags, "wikitext-2-raw.test.txt");
     CorpusOptions corpus;
     corpus.ctx = static_cast<int>(flags.get_int("ctx", 512));
     corpus.limit_tokens = flags.get_int("limit-tokens", 0);
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     QuantizedLinears linears(method);
     LlamaModel model(file, linears.factory());
+    model.set_parallel(cli::runner_parallel());
     if (corpus.ctx > model.config().context_length)
       throw LlamaError("--ctx " + std::to_string(corpus.ctx) + " exceeds the model's context length " +
                        std::to_string(model.config().context_length));
@@ -75,9 +78,19 @@ int main(int argc, char** argv) {
       used_calibration = calibrate_static_awq(model, linears, calib_windows, calib_tokens);
     }
     const auto windows = make_windows(tokenizer, read_text_file(text_path), corpus);
-    const NllSum nll = evaluate_windows(model, windows, protocol, [](std::size_t d, std::size_t t) { cli::progress("ttq-ppl", d, t); });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::size_t window_tokens = 0;
+    for (const auto& w : windows) window_tokens += w.size();
+    const auto eval_start = std::chrono::steady_clock::now();
+    const NllSum nll = evaluate_windows(model, windows, protocol, [&](std::size_t d, std::size_t t) {
+      cli::progress("ttq-ppl", d, t, std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count());
+    });
+    const auto done = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(done - start).count();
+    const double eval_seconds = std::chrono::duration<double>(done - eval_start).count();
+    // Tokens the model ran through (every window's tokens, scored or context), per second of evaluation.
+    const double tokens_per_second = eval_seconds > 0 ? static_cast<double>(window_tokens) / eval_seconds : 0.0;
     const double ppl = std::exp(nll.mean());
+    const std::string backend = method.method == Method::fp32 ? std::string("eigen fp32") : backend_description(method.backend);
 
     if (flags.has("json")) {
       // JSON has no infinity: p = inf is written as the string "inf".
@@ -99,14 +112,17 @@ int main(int argc, char** argv) {
         std::printf("%s\"%g\": %lld", first ? "" : ", ", a, static_cast<long long>(n));
         first = false;
       }
-      std::printf("}, \"tokens\": %lld, \"nll\": %.6f, \"ppl\": %.4f, \"seconds\": %.3f}\n", static_cast<long long>(nll.count),
-                  nll.mean(), ppl, seconds);
+      std::printf("}, \"tokens\": %lld, \"nll\": %.6f, \"ppl\": %.4f, \"seconds\": %.3f, \"backend\": \"%s\", "
+                  "\"threads\": %d, \"eval_tokens\": %zu, \"tokens_per_second\": %.1f}\n",
+                  static_cast<long long>(nll.count), nll.mean(), ppl, seconds, cli::json_escape(backend).c_str(), threads,
+                  window_tokens, tokens_per_second);
     } else {
       const std::string format = method.method == Method::fp32
                                      ? std::string()
                                      : ", " + std::to_string(method.bits) + "-bit g" + std::to_string(method.group);
-      std::printf("%s%s, %s protocol: %lld predictions, NLL %.4f, perplexity %.3f (%.1f s)\n", describe(method).c_str(),
-                  format.c_str(), protocol_name(protocol).c_str(), static_cast<long long>(nll.count), nll.mean(), ppl, seconds);
+      std::printf("%s%s, %s protocol: %lld predictions, NLL %.4f, perplexity %.3f (%.1f s; %.0f tokens/s, %s, %d threads)\n",
+                  describe(method).c_str(), format.c_str(), protocol_name(protocol).c_str(), static_cast<long long>(nll.count),
+                  nll.mean(), ppl, seconds, tokens_per_second, backend.c_str(), threads);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ttq-ppl: %s\n", e.what());
