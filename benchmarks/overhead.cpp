@@ -3,8 +3,10 @@
 // product with the quantized weights -- against the plain fp32 prefill X W^T (Eigen), same
 // shape, same threads, one binary and one run.
 //
-// Names: prefill-fp32/<d_out>x<d_in>/T<t>/threads:<n>   (the baseline)
-//        overhead/<d_out>x<d_in>/T<t>/threads:<n>       (TTQ, backend::Simd, 4-bit, group 128)
+// Names: prefill-fp32/<d_out>x<d_in>/T<t>/threads:<n>      (the baseline)
+//        overhead/<d_out>x<d_in>/T<t>/threads:<n>          (TTQ, fixed exponent, backend::Simd, 4-bit, group 128)
+//        overhead-default/<d_out>x<d_in>/T<t>/threads:<n>  (the tools' default TTQ: the adaptive exponent,
+//                                                           p = 1, 10-point grid; same backend and quantizer)
 // Counters on overhead rows: ratio (TTQ time / fp32 time, medians of this run), model (the
 // paper's 1 + 2/d_out + (1 + k)/T with k = 10 operations per weight for quantizing), and a
 // breakdown of one prefill into stats_ms, quantize_ms (quantize + repack) and matmul_ms.
@@ -13,11 +15,13 @@
 
 #include <ttq/backend/simd/kernels.hpp>
 #include <ttq/op/online_awq.hpp>
+#include <ttq/stats/adaptive_exponent.hpp>
 
 #include <algorithm>
 #include <array>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -64,11 +68,13 @@ void prefill_fp32(benchmark::State& state, Index d_out, Index d_in, Index t, int
 }
 
 using Layer = ttq::OnlineAWQ<ttq::Quantizer<4, 128>, ttq::DiagCorrelation<2>, ttq::NoResidual, backend::Simd>;
+using DefaultLayer = ttq::OnlineAWQ<ttq::Quantizer<4, 128>, ttq::AdaptiveExponent<1>, ttq::NoResidual, backend::Simd>;
 
+template <class LayerT>
 void prefill_ttq(benchmark::State& state, Index d_out, Index d_in, Index t, int threads) {
   backend::ScopedExecutor scope(bench::pool(threads));
   Data& d = data_for(d_out, d_in, t);
-  Layer layer(d.w, {});
+  LayerT layer(d.w, {});
   bench::WallTimer timer;
   for (auto _ : state) {
     layer.begin_prompt();
@@ -80,6 +86,7 @@ void prefill_ttq(benchmark::State& state, Index d_out, Index d_in, Index t, int 
   const double fp32 = bench::baseline_median(case_key(d_out, d_in, t, threads));
   state.counters["ratio"] = fp32 > 0.0 ? per_iteration / fp32 : 0.0;
   state.counters["model"] = 1.0 + 2.0 / static_cast<double>(d_out) + (1.0 + kQuantizeOpsPerWeight) / static_cast<double>(t);
+  if constexpr (!std::is_same_v<LayerT, Layer>) return;  // the breakdown below is the fixed-exponent pipeline's
 
   // Breakdown of a prefill into its phases (once per case, outside the timed loop; the fastest
   // of three, so first-touch page faults of fresh buffers are left out as in the loop above).
@@ -113,7 +120,7 @@ void register_cases() {
   const bool quick = bench::options().quick;
   const Index d_in = quick ? 1024 : 4096;
   const std::vector<Index> outs = quick ? std::vector<Index>{1024} : std::vector<Index>{1024, 4096, 11008};
-  const std::vector<Index> tokens = quick ? std::vector<Index>{1, 64} : std::vector<Index>{1, 16, 64, 256, 512, 1024, 2048};
+  const std::vector<Index> tokens = quick ? std::vector<Index>{1, 64} : std::vector<Index>{1, 16, 64, 128, 256, 512, 1024, 2048};
   const std::vector<int> thread_counts = quick ? std::vector<int>{1} : std::vector<int>{1, 2};
   for (Index d_out : outs)
     for (Index t : tokens)
@@ -121,7 +128,10 @@ void register_cases() {
         const std::string key = case_key(d_out, d_in, t, threads);
         const auto unit = t >= 256 ? benchmark::kMillisecond : benchmark::kMicrosecond;
         benchmark::RegisterBenchmark(("prefill-fp32/" + key).c_str(), prefill_fp32, d_out, d_in, t, threads)->Unit(unit);
-        benchmark::RegisterBenchmark(("overhead/" + key).c_str(), prefill_ttq, d_out, d_in, t, threads)->Unit(unit);
+        benchmark::RegisterBenchmark(("overhead/" + key).c_str(), prefill_ttq<Layer>, d_out, d_in, t, threads)->Unit(unit);
+        if (t >= 64)
+          benchmark::RegisterBenchmark(("overhead-default/" + key).c_str(), prefill_ttq<DefaultLayer>, d_out, d_in, t, threads)
+              ->Unit(unit);
       }
 }
 

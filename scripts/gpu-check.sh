@@ -59,7 +59,7 @@ echo "device: ${device:-unknown} (CUDA architecture ${arch})"
 
 run_step configure $(( $(remaining 300) < 90 ? $(remaining 300) : 90 )) "$out/configure.log" \
   cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTTQ_ENABLE_CUDA=ON \
-  "-DCMAKE_CUDA_ARCHITECTURES=$arch" -DTTQ_BUILD_EXAMPLES=OFF -DTTQ_BUILD_TESTS=ON -DTTQ_BUILD_BENCHMARKS=ON
+  "-DCMAKE_CUDA_ARCHITECTURES=$arch" -DTTQ_BUILD_EXAMPLES=OFF -DTTQ_BUILD_TOOLS=OFF -DTTQ_BUILD_TESTS=ON -DTTQ_BUILD_BENCHMARKS=ON
 configured=$?
 
 built=1

@@ -9,7 +9,7 @@ is read as single runs). Times are Google Benchmark's real_time (wall clock).
 
 Usage:
   scripts/perf_report.py --data docs/data --doc docs/performance.md --plot docs/performance_gemv.png
-The data directory holds gemv.json, quantize.json and overhead.json (any may be missing).
+The data directory holds gemv.json, quantize.json, overhead.json and e2e.json (any may be missing).
 The plot needs gnuplot (Debian: gnuplot-nox); without it the tables are still written.
 """
 
@@ -219,6 +219,54 @@ def overhead_table(over):
     return "\n".join(out)
 
 
+def default_overhead_table(over):
+    """The tools' default TTQ (adaptive exponent) against fp32 prefill, next to Eq. 3's model."""
+    out = ["| Shape | T | Threads | fp32 prefill | default TTQ prefill | ratio | model (k = 10) |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    keys = []
+    for name in over:
+        m = re.match(r"overhead-default/(\d+x\d+)/T(\d+)/threads:(\d+)$", name)
+        if m:
+            keys.append((int(m.group(1).split("x")[0]), int(m.group(2)), int(m.group(3)), m.group(1)))
+    for d_out, t, threads, shape in sorted(keys):
+        r = over[f"overhead-default/{shape}/T{t}/threads:{threads}"]
+        fp32 = get(over, f"prefill-fp32/{shape}/T{t}/threads:{threads}")
+        out.append(f"| {shape} | {t} | {threads} | {fmt_time(fp32)} | {fmt_time(r['time_us'])} | "
+                   f"{fmt(r.get('ratio'), 3)} | {fmt(r.get('model'), 3)} |")
+    return "\n".join(out) if keys else "(no overhead-default rows in this run)"
+
+
+def e2e_tables(path):
+    """docs/data/e2e.json (scripts/e2e_bench.py): the tools end to end, FP32 against default TTQ."""
+    if not os.path.exists(path):
+        return "(not measured: run scripts/e2e_bench.py)"
+    with open(path) as f:
+        e2e = json.load(f)
+    out = [f"ISA {e2e['isa']}, {e2e['threads']} threads, {e2e['runs']} alternating runs per command, medians "
+           f"(load average {e2e.get('load_average_at_start', 0):.2f} at the start).", ""]
+    gen = e2e["cases"].get("generate")
+    if gen:
+        out += ["`ttq-generate`, 128 new tokens after a 27-token prompt (default TTQ at 4 bits):", "",
+                "| run | backend | prefill tokens/s | decode tokens/s | total (tool) | wall (process) |",
+                "|---|---|---:|---:|---:|---:|"]
+        for m in ("fp32", "ttq"):
+            r = gen[m]
+            out.append(f"| {m.upper()} | {r.get('backend', '')} | {fmt(r.get('prefill_tokens_per_second'), 1)} | "
+                       f"{fmt(r.get('decode_tokens_per_second'), 1)} | {fmt(r.get('total_seconds'), 2)} s | "
+                       f"{fmt(r.get('wall_seconds'), 2)} s |")
+        out += ["", f"TTQ / FP32 wall time, median of the pairs: **{gen['ratio_wall_median']:.3f}**", ""]
+    ppl = e2e["cases"].get("ppl")
+    if ppl:
+        out += ["`ttq-ppl`, 2,048 WikiText-2 tokens, ctx 512 (default TTQ at 3 bits):", "",
+                "| run | backend | tokens/s | perplexity | wall (process) |", "|---|---|---:|---:|---:|"]
+        for m in ("fp32", "ttq"):
+            r = ppl[m]
+            out.append(f"| {m.upper()} | {r.get('backend', '')} | {fmt(r.get('tokens_per_second'), 1)} | "
+                       f"{fmt(r.get('ppl'), 3)} | {fmt(r.get('wall_seconds'), 2)} s |")
+        out += ["", f"TTQ / FP32 wall time, median of the pairs: **{ppl['ratio_wall_median']:.3f}**"]
+    return "\n".join(out)
+
+
 def plot(gemv, path):
     """Weight bandwidth of 4096x4096 decode (T = 1, group 128) against bits, with the roofline."""
     if not shutil.which("gnuplot"):
@@ -290,7 +338,11 @@ def main():
     parts += ["### Decode (ttq_bench_gemv)", "", "Each cell: median time, weight bytes per second, speed-up over "
               "Eigen fp32 of the same shape, T and threads.", gemv_tables(gemv), "",
               "### Quantize (ttq_bench_quantize)", "", quantize_table(quant), "",
-              "### TTQ prefill overhead (ttq_bench_overhead)", "", overhead_table(over), "", END]
+              "### TTQ prefill overhead (ttq_bench_overhead)", "", overhead_table(over), "",
+              "### The tools' default TTQ prefill (adaptive exponent; ttq_bench_overhead `overhead-default`)", "",
+              default_overhead_table(over), "",
+              "### End to end: the tools on SmolLM2-135M (scripts/e2e_bench.py)", "",
+              e2e_tables(os.path.join(args.data, "e2e.json")), "", END]
     generated = "\n".join(parts)
 
     text = open(args.doc).read() if os.path.exists(args.doc) else f"# Performance\n\n{BEGIN}\n{END}\n"

@@ -11,6 +11,6 @@
 #include "ttq/backend/cuda/gemv.cuh"
 #include "ttq/backend/cuda/gemv_layout.hpp"
 #include "ttq/backend/cuda/kernels.cuh"
-#include "ttq/op/cuda/online_awq.cuh"
 #include "ttq/backend/cuda/quantize.cuh"
 #include "ttq/backend/cuda/stats.cuh"
+#include "ttq/op/cuda/online_awq.cuh"

@@ -67,6 +67,50 @@ TEST_CASE("the adaptive choice equals an exhaustive evaluation of every grid poi
   }
 }
 
+TEST_CASE("on a tall layer the candidates are measured on every k-th row; the winner is quantized in full",
+          "[stats][adaptive]") {
+  // 100 rows, error_rows 32: k = ceil(100 / 32) = 4, rows 0, 4, ..., 96 (25 rows) are measured.
+  const RowMatrix w = test::normal_matrix(100, 96, 41u);
+  const RowMatrix x = test::outlier_activations(40, 96, 3, 42u);
+  AdaptiveExponentOptions sampled_options;
+  sampled_options.error_rows = 32;
+  OnlineAWQ<Q3, AdaptiveExponent<1>, NoResidual, backend::Scalar> sampled(w, {}, Q3(), AdaptiveExponent<1>(sampled_options));
+  sampled.calibrate(x);
+
+  RowMatrix measured(25, 96);
+  for (Index i = 0; i < 25; ++i) measured.row(i) = w.row(4 * i);
+  DiagCorrelation<1> stat;
+  stat.observe(x);
+  const std::vector<double> s = stat.channel_norms(), c = stat.mean_squares();
+  const auto& grid = sampled.correlation().options().grid;
+  double best = INFINITY, best_a = -1.0;
+  for (std::size_t k = 0; k < grid.size(); ++k) {
+    const std::vector<float> d = exponent_scales(s, grid[k], 1e-4, false);
+    const double e = diagonal_weighted_error(measured, d, c);
+    CHECK(sampled.correlation().candidate_errors()[k] == Approx(e).epsilon(1e-6));
+    if (e < best) {
+      best = e;
+      best_a = grid[k];
+    }
+  }
+  CHECK(*sampled.correlation().chosen_exponent() == best_a);
+  // Every row, measured or not, holds the full quantization with the winner's scales.
+  CHECK(sampled.quantized().rows == 100);
+  CHECK(sampled.quantized().unpacked_codes() == Q3().quantize(w, exponent_scales(s, best_a, 1e-4, false)).unpacked_codes());
+
+  // A layer no taller than error_rows is measured on every row: the same as error_rows = 0.
+  AdaptiveExponentOptions all_rows;
+  all_rows.error_rows = 0;
+  AdaptiveExponentOptions tall_enough;
+  tall_enough.error_rows = 100;
+  OnlineAWQ<Q3, AdaptiveExponent<1>, NoResidual, backend::Scalar> exact(w, {}, Q3(), AdaptiveExponent<1>(all_rows));
+  OnlineAWQ<Q3, AdaptiveExponent<1>, NoResidual, backend::Scalar> same(w, {}, Q3(), AdaptiveExponent<1>(tall_enough));
+  exact.calibrate(x);
+  same.calibrate(x);
+  CHECK(same.correlation().candidate_errors() == exact.correlation().candidate_errors());
+  CHECK(same.quantized().codes == exact.quantized().codes);
+}
+
 TEST_CASE("on outlier activations the adaptive exponent is no worse than RTN in its own criterion", "[stats][adaptive]") {
   const RowMatrix w = test::normal_matrix(64, 128, 5u);
   const RowMatrix x = test::outlier_activations(64, 128, 4, 6u);
@@ -92,4 +136,5 @@ TEST_CASE("bad adaptive-exponent options get typed errors", "[stats][adaptive][e
   CHECK_THROWS_AS(AdaptiveExponent<1>({.grid = {}}), RangeError);
   CHECK_THROWS_AS(AdaptiveExponent<1>({.grid = {0.0, -0.5}}), RangeError);
   CHECK_THROWS_AS(AdaptiveExponent<1>({.floor = 0.0}), RangeError);
+  CHECK_THROWS_AS(AdaptiveExponent<1>({.error_rows = -1}), RangeError);
 }

@@ -96,6 +96,8 @@ TEST_CASE("the norm order mirrors DiagCorrelation's compile-time dispatch", "[st
   // Dynamic with p = 2 calls pow on the host, so the device must too.
   CHECK(td::norm_order_for<Dynamic>(2.0).kind == td::NormKind::power);
   CHECK(td::norm_order_for<Dynamic>(INFINITY).kind == td::NormKind::inf);
+  // Dynamic with p = 1 takes the one-norm sums on the host (pow(v, 1) = v), and so on the device.
+  CHECK(td::norm_order_for<Dynamic>(1.0).kind == td::NormKind::one);
 }
 
 TEST_CASE("composing the shared formulas reproduces DiagCorrelation's norms and scales bit for bit", "[stats][scale_math]") {
@@ -104,6 +106,7 @@ TEST_CASE("composing the shared formulas reproduces DiagCorrelation's norms and 
   check_policy<2>({.alpha = 0.35, .lambda = 0.0, .decay = 0.5});
   check_policy<3>({.alpha = 0.7, .lambda = 0.3});
   check_policy<InfNorm>({.alpha = 0.5, .lambda = 0.2});
+  check_policy<Dynamic>({.p = 1.0, .alpha = 0.5, .lambda = 0.1});
   check_policy<Dynamic>({.p = 2.0, .alpha = 0.5, .lambda = 0.1});
   check_policy<Dynamic>({.p = 2.5, .alpha = 0.25, .lambda = 0.05, .decay = 0.9});
   check_policy<Dynamic>({.p = INFINITY, .alpha = 0.5, .lambda = 0.1});

@@ -81,7 +81,7 @@ std::string data_file(const Flags& flags, const std::string& name) {
 }
 
 const std::set<std::string>& method_flags() {
-  static const std::set<std::string> flags{"method", "bits", "group", "rank", "p", "alpha", "lambda", "alpha-grid"};
+  static const std::set<std::string> flags{"method", "bits", "group", "rank", "p", "alpha", "lambda", "alpha-grid", "error-rows"};
   return flags;
 }
 
@@ -113,6 +113,11 @@ MethodConfig method_from_flags(const Flags& flags) {
     while (std::getline(in, item, ',')) c.alpha_grid.push_back(std::strtod(item.c_str(), nullptr));
   }
   if (flags.has("backend")) c.backend = parse_backend(flags.get("backend", ""));
+  if (flags.has("error-rows")) {
+    const std::int64_t rows = flags.get_int("error-rows", 256);
+    if (rows < 0 || rows > (1 << 30)) throw LlamaError("--error-rows: expected 0 (all rows) or a row count, got " + flags.get("error-rows", ""));
+    c.error_rows = static_cast<int>(rows);
+  }
   c.awq_clip_search = flags.has("awq-clip");
   c.awq_normalisation = flags.has("awq-normalisation");
   if (c.bits < 2 || c.bits > 8) throw LlamaError("--bits: expected 2..8, got " + std::to_string(c.bits));
@@ -132,6 +137,8 @@ std::string method_help() {
          "  --lambda l                 TTQ damping toward uniform, fixed alpha only (default 0)\n"
          "  --alpha-grid a,b,...       candidate exponents of --alpha auto (default 0,0.1,...,0.9)\n"
          "  --awq-normalisation        auto: normalise candidate scales as llm-awq (sqrt(max*min))\n"
+         "  --error-rows n             auto: measure each candidate's error on every k-th row of layers taller\n"
+         "                             than n, k = ceil(rows / n); 0 = every row (default 256)\n"
          "  --awq-clip                 static AWQ: also search per-group clip ratios\n"
          "  --backend B                where the kernels run: dispatch (best ISA of this CPU, default),\n"
          "                             simd (the ISA the tools were compiled for) or scalar (the reference)\n"

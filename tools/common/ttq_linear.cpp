@@ -117,25 +117,29 @@ std::unique_ptr<QuantizedLinear> make_operator_linear(const MethodConfig& c, con
   using Ops = Operators<B>;
   const DynamicQuantizer quantizer({.bits = c.bits, .group = c.group == 0 ? Index(PerChannel) : Index(c.group)});
   const ConstMatrixView wv(w, d_out, d_in);
+  auto weights = [&](const auto& residual) {
+    return c.borrow_weights ? LayerWeights::borrow(wv, {}, residual) : LayerWeights::copy(wv, {}, residual);
+  };
   switch (c.method) {
     case Method::rtn:
-      return std::make_unique<OperatorLinear<typename Ops::Rtn>>(typename Ops::Rtn(wv, {}, quantizer), w, d_out, d_in);
+      return std::make_unique<OperatorLinear<typename Ops::Rtn>>(typename Ops::Rtn(weights(NoResidual{}), quantizer), w, d_out, d_in);
     case Method::awq: {
       StaticAwqScales awq({.p = c.p, .clip_search = c.awq_clip_search, .max_calibration_tokens = c.awq_calibration_tokens});
-      return std::make_unique<OperatorLinear<typename Ops::Awq>>(typename Ops::Awq(wv, {}, quantizer, std::move(awq)), w, d_out,
-                                                                 d_in);
+      return std::make_unique<OperatorLinear<typename Ops::Awq>>(typename Ops::Awq(weights(NoResidual{}), quantizer, std::move(awq)),
+                                                                 w, d_out, d_in);
     }
     default: {
       const LowRankResidual<Dynamic> residual(std::min(c.rank, std::min(d_out, d_in)));
       if (c.alpha) {
         DiagCorrelation<Dynamic> stat({.p = c.p, .alpha = *c.alpha, .lambda = c.lambda});
-        return std::make_unique<OperatorLinear<typename Ops::Ttq>>(typename Ops::Ttq(wv, {}, quantizer, std::move(stat), residual),
+        return std::make_unique<OperatorLinear<typename Ops::Ttq>>(typename Ops::Ttq(weights(residual), quantizer, std::move(stat)),
                                                                    w, d_out, d_in);
       }
       AdaptiveExponent<Dynamic> stat({.p = c.p, .grid = c.alpha_grid,
-                                      .normalisation = c.awq_normalisation ? ExponentNormalisation::awq : ExponentNormalisation::none});
-      return std::make_unique<OperatorLinear<typename Ops::Adaptive>>(
-          typename Ops::Adaptive(wv, {}, quantizer, std::move(stat), residual), w, d_out, d_in);
+                                      .normalisation = c.awq_normalisation ? ExponentNormalisation::awq : ExponentNormalisation::none,
+                                      .error_rows = c.error_rows});
+      return std::make_unique<OperatorLinear<typename Ops::Adaptive>>(typename Ops::Adaptive(weights(residual), quantizer, std::move(stat)),
+                                                                      w, d_out, d_in);
     }
   }
 }

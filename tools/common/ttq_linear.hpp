@@ -33,9 +33,13 @@ struct MethodConfig {
   double lambda = 0.0;
   std::vector<double> alpha_grid = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
   bool awq_normalisation = false;  ///< adaptive exponent: llm-awq's sqrt(max*min) normalisation
+  int error_rows = 256;            ///< adaptive exponent: rows its error is measured on (0: all)
   bool awq_clip_search = false;    ///< static AWQ: per-group clip search
   int awq_calibration_tokens = 2000;  ///< static AWQ: tokens kept per layer for the search
   BackendChoice backend = default_backend();
+  /// The factory's weights outlive the model (the tools keep the GgufFile alive): operators use
+  /// them in place (LayerWeights::borrow) instead of copying every projection.
+  bool borrow_weights = false;
 
   /// dispatch where the tools were built with ttq::dispatch, else simd.
   static BackendChoice default_backend();

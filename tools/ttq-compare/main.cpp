@@ -24,7 +24,8 @@ struct Corpus {
   std::vector<std::vector<int>> other;  // static AWQ's calibration windows (the other text)
 };
 
-double run(const GgufFile& file, const MethodConfig& method, const Corpus& corpus, Protocol protocol, std::int64_t calib_tokens) {
+double run(const GgufFile& file, MethodConfig method, const Corpus& corpus, Protocol protocol, std::int64_t calib_tokens) {
+  method.borrow_weights = true;  // `file` outlives the model: projections use its weights in place
   QuantizedLinears linears(method);
   LlamaModel model(file, linears.factory());
   model.set_parallel(cli::runner_parallel());

@@ -86,7 +86,8 @@ int main(int argc, char** argv) {
     const std::vector<int> prompt = tokenizer.encode(prompt_text, /*add_bos=*/tokenizer.expects_bos());
     if (prompt.empty()) throw LlamaError("--prompt: the prompt encodes to no tokens");
     const int steps = static_cast<int>(flags.get_int("tokens", 64));
-    const MethodConfig method = cli::method_from_flags(flags);
+    MethodConfig method = cli::method_from_flags(flags);
+    method.borrow_weights = true;  // `file` lives until the end of main: projections use its weights in place
     std::vector<std::vector<int>> calib;
     if (method.method == Method::awq)
       calib = make_windows(tokenizer, read_text_file(cli::data_file(flags, "wikitext-2-raw.test.txt")), {std::nullopt, 512, 2000});

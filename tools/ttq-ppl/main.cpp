@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
     if (flags.has("separator")) corpus.separator = flags.get("separator", "");
     else if (default_text) corpus.separator = "<|endoftext|>";
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
-    const MethodConfig method = cli::method_from_flags(flags);
+    MethodConfig method = cli::method_from_flags(flags);
+    method.borrow_weights = true;  // `file` lives until the end of main: projections use its weights in place
     const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000);
 
     const auto start = std::chrono::steady_clock::now();

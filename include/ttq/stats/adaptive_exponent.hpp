@@ -43,7 +43,7 @@ struct AdaptiveExponentOptions {
   double decay = 0.0;   ///< statistics decay across prompts, as DiagCorrelationOptions::decay
   /// Rows on which E_a is measured: all rows of a layer with at most this many, else every k-th
   /// row with k = ceil(rows / error_rows). 0 measures every row of every layer.
-  Index error_rows = 512;
+  Index error_rows = 256;
 };
 
 /// The candidate scales of an exponent a: v_j = max(s_j^a, floor), divided by sqrt(max v * min v)

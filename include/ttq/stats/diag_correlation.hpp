@@ -106,9 +106,17 @@ class DiagCorrelation {
     detail::require_shape(x.cols == channels(), "x", "[T, " + std::to_string(channels()) + "]", x.rows, x.cols);
     detail::require_shape(x.rows >= 1, "x", "at least one token", x.rows, x.cols);
     detail::require_finite(x, "x");
-    // An integer P other than 1, 2 runs as Dynamic with p = P (the same pow(v, P) either way).
+    // An integer P other than 1, 2 runs as Dynamic with p = P (the same pow(v, P) either way). A
+    // runtime p of 1 or infinity takes the kernels of those norms: the same sums (pow(v, 1) = v),
+    // without pow, as the device does (stats/scale_math.hpp, norm_order_for). (p = 2 keeps pow,
+    // which the device repeats.)
+    int kind = channel_stats_kind(P);
+    if constexpr (P == Dynamic) {
+      if (options_.p == 1.0) kind = 1;
+      else if (std::isinf(options_.p)) kind = InfNorm;
+    }
     const double p_value = (P == Dynamic || P == InfNorm) ? options_.p : static_cast<double>(P);
-    kernel(channel_stats_kind(P), x, p_value, std::span<double>(pnorm_sums_), std::span<double>(square_sums_));
+    kernel(kind, x, p_value, std::span<double>(pnorm_sums_), std::span<double>(square_sums_));
     tokens_ += static_cast<double>(x.rows);
   }
 

@@ -18,10 +18,11 @@
 
 namespace ttq::detail {
 
-/// Which p-norm a statistic uses. Mirrors the compile-time dispatch of DiagCorrelation<P>:
-/// P == 1 -> one, P == 2 -> two, P == InfNorm -> inf, any other P -> power with p = P, and
-/// P == Dynamic -> inf if options.p is infinite, else power with p = options.p (even for p = 2:
-/// the Dynamic path calls pow, and the device must make the same call).
+/// Which p-norm a statistic uses. Mirrors the dispatch of DiagCorrelation<P>: P == 1 -> one,
+/// P == 2 -> two, P == InfNorm -> inf, any other P -> power with p = P, and P == Dynamic -> inf
+/// if options.p is infinite, one if it is 1 (pow(v, 1) = v exactly, so the sums are the same),
+/// else power with p = options.p (even for p = 2: the host's Dynamic path calls pow, and the
+/// device must make the same call).
 enum class NormKind : std::uint8_t { one, two, inf, power };
 
 struct NormOrder {
@@ -40,7 +41,8 @@ constexpr NormOrder norm_order_for(double p) {
   if constexpr (P == 1) return {NormKind::one, 1.0};
   else if constexpr (P == 2) return {NormKind::two, 2.0};
   else if constexpr (P == kInfNormMarker) return {NormKind::inf, 0.0};
-  else if constexpr (P == kDynamicNormMarker) return p > 1.7976931348623157e308 ? NormOrder{NormKind::inf, 0.0} : NormOrder{NormKind::power, p};
+  else if constexpr (P == kDynamicNormMarker)
+    return p > 1.7976931348623157e308 ? NormOrder{NormKind::inf, 0.0} : (p == 1.0 ? NormOrder{NormKind::one, 1.0} : NormOrder{NormKind::power, p});
   else return {NormKind::power, static_cast<double>(P)};
 }
 

@@ -74,6 +74,15 @@ void store_code_bytes(xsimd::batch<std::int32_t, A> codes, std::uint8_t* out, re
   codes.store_aligned(buffer);
   for (std::size_t i = 0; i < xsimd::batch<std::int32_t, A>::size; ++i) out[i] = static_cast<std::uint8_t>(buffer[i]);
 }
+#if XSIMD_WITH_AVX2
+/// Eight codes (0..255) to eight bytes: two saturating packs (exact: codes are in range).
+template <class A>
+void store_code_bytes(xsimd::batch<std::int32_t, A> codes, std::uint8_t* out, requires_arch<xsimd::avx2>) {
+  const __m256i v = codes;
+  const __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(words, words));
+}
+#endif
 #if XSIMD_WITH_AVX512F
 template <class A>
 void store_code_bytes(xsimd::batch<std::int32_t, A> codes, std::uint8_t* out, requires_arch<xsimd::avx512f>) {
@@ -119,6 +128,42 @@ template <class A>
 void pack_row(const std::uint8_t* codes, Index n, int bits, std::uint32_t* words, requires_arch<xsimd::generic>) {
   pack_row_generic(codes, n, bits, words);
 }
+
+#if XSIMD_WITH_AVX2
+/// b = 8: bytes are the stream. b = 4: two codes per byte, b = 2: four, combined with
+/// multiply-adds of the byte lanes (exact: the fields do not overlap). 32 codes per step; the
+/// tail goes through the generic packer, which starts on a word boundary because 32 codes fill
+/// whole words.
+template <class A>
+void pack_row(const std::uint8_t* codes, Index n, int bits, std::uint32_t* words, requires_arch<xsimd::avx2>) {
+  if (bits != 2 && bits != 4 && bits != 8) return pack_row_generic(codes, n, bits, words);
+  Index k = 0;
+  auto* out = reinterpret_cast<std::uint8_t*>(words);
+  for (; k + 32 <= n; k += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + k));
+    if (bits == 8) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k), v);
+    } else if (bits == 4) {
+      // 16-bit lanes c0 + 16 c1, then to bytes; packus works per 128-bit half, so the two
+      // halves' 8 bytes land in qwords 0 and 2.
+      const __m256i pairs = _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x1001));
+      const __m256i bytes = _mm256_permute4x64_epi64(_mm256_packus_epi16(pairs, pairs), 0x08);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k / 2), _mm256_castsi256_si128(bytes));
+    } else {
+      // 16-bit lanes c0 + 4 c1, 32-bit lanes of those p0 + 16 p1 (one byte), then to bytes.
+      const __m256i pairs = _mm256_maddubs_epi16(v, _mm256_set1_epi16(0x0401));
+      const __m256i quads = _mm256_madd_epi16(pairs, _mm256_set1_epi32(0x00100001));
+      const __m256i w16 = _mm256_packus_epi32(quads, quads);
+      const __m256i b8 = _mm256_packus_epi16(w16, w16);  // bytes 0..3 of each 128-bit half
+      const std::uint32_t lo = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm256_castsi256_si128(b8)));
+      const std::uint32_t hi = static_cast<std::uint32_t>(_mm_cvtsi128_si32(_mm256_extracti128_si256(b8, 1)));
+      std::memcpy(out + k / 4, &lo, 4);
+      std::memcpy(out + k / 4 + 4, &hi, 4);
+    }
+  }
+  if (k < n) pack_row_generic(codes + k, n - k, bits, words + k * bits / 32);
+}
+#endif
 
 #if XSIMD_WITH_AVX512BW
 /// b = 8: bytes are the stream. b = 4: two codes per byte via 16-bit lanes. b = 2: four per
