@@ -91,6 +91,8 @@ expect_error "generate: --bits wraps" "--bits: expected an integer in 2\.\.8" "$
 expect_error "layer-error: negative --seed" "--seed: expected an integer in 0\.\.4294967295" "$lay" --seed -1
 expect_error "layer-error: --d-in 0" "--d-in: expected an integer in 1\.\." "$lay" --random --d-in 0
 expect_error "layer-error: --d-in without --random" "--d-in applies only with --random" "$lay" --d-in 64
+expect_error "ppl: TTQ_NUM_THREADS=abc" "argument 'TTQ_NUM_THREADS': expected an integer in 1\.\.1024, got 'abc'" \
+  env TTQ_NUM_THREADS=abc "$ppl" "${small[@]}"
 expect_error "compare: --group wraps" "--group: expected an integer" "$cmp" --group 4294967328
 
 # --- 3. Degenerate configurations that would destroy the weights are refused.
