@@ -114,6 +114,8 @@ expect_error "ppl: --alpha 1e308" "--alpha: expected a number in \[0, 4\], got '
 expect_error "ppl: --p 1e308" "--p: expected a number in \[1, 32\] or inf, got '1e308'" "$ppl" "${small[@]}" --p 1e308
 expect_error "ppl: --alpha-grid 1e308" "--alpha-grid: expected a number in \[0, 4\], got '1e308'" "$ppl" "${small[@]}" --alpha-grid 0,1e308
 expect_error "ppl: --p below 1" "--p: expected a number in \[1, 32\]" "$ppl" "${small[@]}" --p 0.5
+expect_error "ppl: an unknown --method" "--method: expected fp32, rtn, awq or ttq, got 'gptq'" "$ppl" "${small[@]}" --method gptq
+expect_error "ppl: an unknown --protocol" "--protocol: expected paper or causal, got 'x'" "$ppl" "${small[@]}" --protocol x
 expect_error "layer-error: an unknown --tensor" "--tensor: no tensor 'nope'" "$lay" --tensor nope
 
 # --- 5. Output is what it claims: valid JSON for any path; nothing printed before an error.

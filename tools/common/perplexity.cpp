@@ -22,7 +22,7 @@ double negative_log_prob(std::span<const float> row, int target) {
 Protocol parse_protocol(std::string_view name) {
   if (name == "paper") return Protocol::paper;
   if (name == "causal") return Protocol::causal;
-  throw LlamaError("protocol: expected paper or causal, got '" + std::string(name) + "'");
+  throw LlamaError("--protocol: expected paper or causal, got '" + std::string(name) + "'");
 }
 
 std::string protocol_name(Protocol protocol) { return protocol == Protocol::paper ? "paper" : "causal"; }

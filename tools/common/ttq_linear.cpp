@@ -217,7 +217,7 @@ Method parse_method(std::string_view name) {
   if (name == "rtn") return Method::rtn;
   if (name == "awq") return Method::awq;
   if (name == "ttq") return Method::ttq;
-  throw LlamaError("method: expected fp32, rtn, awq or ttq, got '" + std::string(name) + "'");
+  throw LlamaError("--method: expected fp32, rtn, awq or ttq, got '" + std::string(name) + "'");
 }
 
 std::string method_name(Method method) {
