@@ -140,6 +140,8 @@ expect_error "compare: --group too large, before any output" "--group 100: large
 expect_error "layer-error: --group too large, before any output" "--group 300: larger than the rows of the layer" "$lay" --group 300
 # Controls: the tools still work on good input.
 expect_ok "ppl: a small stream run" '"ppl": [0-9]' "$ppl" "${small[@]}" --json
+expect_ok "ppl: static AWQ reports the tokens it calibrated and searched on" '"calib_tokens": 64, "calib_search_tokens": 64,' \
+  "$ppl" "${small[@]}" --method awq --calib-tokens 64 --json
 expect_ok "ppl: a document budget" 'perplexity [0-9]' "$ppl" --limit-tokens 300 --ctx 64
 expect_ok "layer-error: per-channel" '^\| 5 \|' "$lay" --group 0 --tokens 16
 

@@ -1,6 +1,7 @@
 // ttq-ppl: perplexity of a Llama-architecture GGUF model on a text, with every linear
 // projection quantized by the chosen method (FP32, RTN, static AWQ, TTQ), under the paper or the
 // causal protocol. Prints a one-line summary, or one JSON object with --json. See docs/tools.md.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -121,9 +122,12 @@ int main(int argc, char** argv) {
       std::printf("\"protocol\": \"%s\", \"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"windows\": %zu, ",
                   protocol_name(protocol).c_str(), cli::json_escape(model_path).c_str(), cli::json_escape(text_path).c_str(),
                   corpus.ctx, windows.size());
-      std::printf("\"calib_text\": \"%s\", \"calib_tokens\": %lld, \"bits_per_weight\": %.4f, ",
+      // calib_tokens feed the statistic; the exponent search runs on the first
+      // calib_search_tokens of them (MethodConfig::awq_calibration_tokens per projection).
+      const std::int64_t search_tokens = std::min<std::int64_t>(used_calibration, method.awq_calibration_tokens);
+      std::printf("\"calib_text\": \"%s\", \"calib_tokens\": %lld, \"calib_search_tokens\": %lld, \"bits_per_weight\": %.4f, ",
                   method.method == Method::awq ? cli::json_escape(calib_path).c_str() : "",
-                  static_cast<long long>(used_calibration), linears.bits_per_weight());
+                  static_cast<long long>(used_calibration), static_cast<long long>(search_tokens), linears.bits_per_weight());
       std::printf("\"chosen_alpha\": {");
       bool first = true;
       for (const auto& [a, n] : linears.chosen_exponents()) {
