@@ -3,6 +3,9 @@
 
 #include <ttq/op/metrics.hpp>
 
+#include <cmath>
+#include <string>
+
 using namespace ttq;
 
 TEST_CASE("the relative error follows its definition on a hand-computed case", "[metrics]") {
@@ -22,4 +25,28 @@ TEST_CASE("the overhead model is 2/d_out + (1 + k)/T plus the low-rank term", "[
   lr.rank = 16;
   CHECK(lr.ratio() - m.ratio() == Approx(16.0 * 8192.0 / (4096.0 * 4096.0)));
   CHECK_THROWS_AS((OverheadModel{.d_out = 0, .d_in = 1, .tokens = 1}.ratio()), RangeError);
+}
+
+TEST_CASE("the relative error refuses NaN or Inf input, naming it (issue 16)", "[metrics][errors]") {
+  RowMatrix x = RowMatrix::Ones(2, 3), w = RowMatrix::Ones(4, 3), w_hat = RowMatrix::Ones(4, 3);
+  auto argument_of = [&] {
+    try {
+      (void)relative_error(x, w, w_hat);
+    } catch (const NonFiniteError& e) {
+      return e.argument();
+    }
+    return std::string("<no error>");
+  };
+  x(1, 2) = std::nanf("");
+  CHECK(argument_of() == "x");
+  x(1, 2) = 1.0f;
+  w(0, 0) = INFINITY;
+  CHECK(argument_of() == "w");
+  w(0, 0) = 1.0f;
+  w_hat(3, 1) = -INFINITY;
+  CHECK(argument_of() == "w_hat");
+  // Finite input near FLT_MAX is computed in double: a finite answer.
+  w_hat(3, 1) = 1.0f;
+  x.setConstant(3e38f);
+  CHECK(std::isfinite(relative_error(x, w, w_hat)));
 }

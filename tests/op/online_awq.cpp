@@ -7,6 +7,9 @@
 #include <ttq/op/online_awq.hpp>
 
 #include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "test_support.hpp"
@@ -246,4 +249,39 @@ TEST_CASE("the default TTQ operator uses the measured default statistic: max nor
   stat.observe(x);
   const auto d = stat.scales();
   CHECK(std::equal(d.begin(), d.end(), op.scales().begin()));
+}
+
+TEST_CASE("finite input whose output overflows float is an error naming x, never an Inf result (issue 16)",
+          "[op][errors]") {
+  const RowMatrix w = test::normal_matrix(8, 32, 47u);
+  Ttq3 op(w, {});
+  op.calibrate(test::normal_matrix(4, 32, 48u));
+  const RowMatrix huge = RowMatrix::Constant(2, 32, std::numeric_limits<float>::max());
+  try {
+    (void)op.forward(huge);
+    FAIL("an infinite output returned");
+  } catch (const NonFiniteError& e) {
+    CHECK(e.argument() == "x");
+  }
+  // Ordinary input still runs.
+  const RowMatrix y = op.forward(test::normal_matrix(2, 32, 49u));
+  CHECK(y.allFinite());
+}
+
+TEST_CASE("TTQ_NUM_THREADS is parsed strictly: a bad value is an error naming it (issue 16)", "[backend][errors]") {
+  const char* saved = std::getenv("TTQ_NUM_THREADS");
+  const std::string restore = saved ? saved : "";
+  for (const char* bad : {"abc", "4x", " 4", "0", "-2", "4294967297", "1e3"}) {
+    ::setenv("TTQ_NUM_THREADS", bad, 1);
+    try {
+      (void)backend::default_thread_count();
+      FAIL("TTQ_NUM_THREADS='" << bad << "' accepted");
+    } catch (const RangeError& e) {
+      CHECK(e.argument() == "TTQ_NUM_THREADS");
+    }
+  }
+  ::setenv("TTQ_NUM_THREADS", "3", 1);
+  CHECK(backend::default_thread_count() == 3);
+  if (saved) ::setenv("TTQ_NUM_THREADS", restore.c_str(), 1);
+  else ::unsetenv("TTQ_NUM_THREADS");
 }

@@ -279,3 +279,21 @@ TEST_CASE("a NaN or Inf weight never becomes a code", "[quant][errors]") {
   std::vector<float> d(8, 10.0f);
   CHECK_THROWS_AS((Quantizer<4, 8>().quantize(big, d)), NonFiniteError);
 }
+
+TEST_CASE("a zero or negative column scale is refused, naming col_scale (issue 16)", "[quant][errors]") {
+  const RowMatrix w = test::normal_matrix(2, 16, 37u);
+  for (float bad : {0.0f, -1.0f, -0.0f}) {
+    std::vector<float> d(16, 1.0f);
+    d[5] = bad;
+    try {
+      (void)Quantizer<4, 8>().quantize(w, d);
+      FAIL("col_scale " << bad << " accepted");
+    } catch (const RangeError& e) {
+      CHECK(e.argument() == "col_scale");
+      CHECK(std::string(e.what()).find("channel 5") != std::string::npos);
+    }
+  }
+  std::vector<float> d(16, 1.0f);
+  d[3] = std::nanf("");
+  CHECK_THROWS_AS((Quantizer<4, 8>().quantize(w, d)), NonFiniteError);
+}

@@ -138,3 +138,16 @@ TEST_CASE("bad adaptive-exponent options get typed errors", "[stats][adaptive][e
   CHECK_THROWS_AS(AdaptiveExponent<1>({.floor = 0.0}), RangeError);
   CHECK_THROWS_AS(AdaptiveExponent<1>({.error_rows = -1}), RangeError);
 }
+
+TEST_CASE("a grid exponent whose scales leave float's range names the grid (issue 16)", "[stats][adaptive][errors]") {
+  const RowMatrix w = test::normal_matrix(8, 32, 43u);
+  RowMatrix x = test::normal_matrix(16, 32, 44u);
+  x.col(3) *= 100.0f;
+  OnlineAWQ<Q3, AdaptiveExponent<1>> op(w, {}, Q3(), AdaptiveExponent<1>({.grid = {0.0, 1e308}}));
+  try {
+    op.calibrate(x);
+    FAIL("an exponent of 1e308 accepted");
+  } catch (const RangeError& e) {
+    CHECK(e.argument() == "grid");
+  }
+}

@@ -169,3 +169,25 @@ TEST_CASE("bad statistics input gets a typed error naming the argument", "[stats
   DiagCorrelation<2> with_prior({.prior_weight = 0.5, .prior = {1.0, 1.0}});
   CHECK_THROWS_AS(with_prior.bind(3), ShapeError);
 }
+
+TEST_CASE("an exponent or norm order that overflows names alpha or p, not the scales (issue 16)", "[stats][errors]") {
+  const RowMatrix x = test::normal_matrix(8, 16, 41u) * 10.0f;  // entries well above 1
+  auto argument_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const RangeError& e) {
+      return e.argument();
+    }
+    return std::string("<no error>");
+  };
+  DiagCorrelation<2> huge_alpha({.alpha = 1e308});
+  huge_alpha.observe(x);
+  CHECK(argument_of([&] { (void)huge_alpha.scales(); }) == "alpha");
+  DiagCorrelation<Dynamic> huge_p({.p = 1e308});
+  huge_p.observe(x);
+  CHECK(argument_of([&] { (void)huge_p.scales(); }) == "p");
+  // Large but representable settings still work.
+  DiagCorrelation<2> fine({.alpha = 4.0});
+  fine.observe(x);
+  for (float d : fine.scales()) CHECK((std::isfinite(d) && d > 0.0f));
+}

@@ -6,7 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
+#include <charconv>
+#include <system_error>
 
 #include <ttq/backend/parallel.hpp>
 
@@ -14,6 +15,29 @@
 #include "llama/error.hpp"
 
 namespace ttq::llama::cli {
+
+namespace {
+
+// A number for a message: integers without a decimal point, others as %g.
+std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// Strict decimal syntax for from_chars: it already rejects leading spaces and '+', but accepts
+// "inf", "nan" and "infinity" for doubles; those are refused by the finiteness check.
+double parse_double(const std::string& key, const std::string& value, double min, double max, const char* also = "") {
+  double v = 0.0;
+  const char* first = value.data();
+  const char* last = value.data() + value.size();
+  const auto [ptr, ec] = std::from_chars(first, last, v, std::chars_format::general);
+  if (value.empty() || ec != std::errc() || ptr != last || !std::isfinite(v) || v < min || v > max)
+    throw LlamaError("--" + key + ": expected a number in [" + show(min) + ", " + show(max) + "]" + also + ", got '" + value + "'");
+  return v;
+}
+
+}  // namespace
 
 Flags::Flags(int argc, char** argv, const std::set<std::string>& valued, const std::set<std::string>& switches) {
   for (int i = 1; i < argc; ++i) {
@@ -24,6 +48,9 @@ Flags::Flags(int argc, char** argv, const std::set<std::string>& valued, const s
       switches_.insert(key);
     } else if (valued.count(key)) {
       if (i + 1 >= argc) throw LlamaError("flag --" + key + " needs a value");
+      // A repeated flag would silently keep one of its values.
+      if (values_.count(key))
+        throw LlamaError("flag --" + key + " given twice ('" + values_[key] + "' and '" + argv[i + 1] + "')");
       values_[key] = argv[++i];
     } else {
       throw LlamaError("unknown flag --" + key + " (see --help)");
@@ -36,21 +63,22 @@ std::string Flags::get(const std::string& key, const std::string& fallback) cons
   return it == values_.end() ? fallback : it->second;
 }
 
-double Flags::get_double(const std::string& key, double fallback) const {
+double Flags::get_double(const std::string& key, double fallback, double min, double max) const {
   auto it = values_.find(key);
   if (it == values_.end()) return fallback;
-  char* end = nullptr;
-  const double v = std::strtod(it->second.c_str(), &end);
-  if (end == it->second.c_str() || *end != '\0') throw LlamaError("--" + key + ": expected a number, got '" + it->second + "'");
-  return v;
+  return parse_double(key, it->second, min, max);
 }
 
-std::int64_t Flags::get_int(const std::string& key, std::int64_t fallback) const {
+std::int64_t Flags::get_int(const std::string& key, std::int64_t fallback, std::int64_t min, std::int64_t max) const {
   auto it = values_.find(key);
   if (it == values_.end()) return fallback;
-  char* end = nullptr;
-  const long long v = std::strtoll(it->second.c_str(), &end, 10);
-  if (end == it->second.c_str() || *end != '\0') throw LlamaError("--" + key + ": expected an integer, got '" + it->second + "'");
+  const std::string& value = it->second;
+  std::int64_t v = 0;
+  const char* last = value.data() + value.size();
+  const auto [ptr, ec] = std::from_chars(value.data(), last, v, 10);
+  if (value.empty() || ec != std::errc() || ptr != last || v < min || v > max)
+    throw LlamaError("--" + key + ": expected an integer in " + std::to_string(min) + ".." + std::to_string(max) + ", got '" +
+                     value + "'");
   return v;
 }
 
@@ -61,8 +89,7 @@ const std::set<std::string>& runtime_flags() {
 
 int configure_threads(const Flags& flags) {
   if (!flags.has("threads")) return ttq::backend::current_executor()->concurrency();
-  const std::int64_t threads = flags.get_int("threads", 0);
-  if (threads < 1 || threads > 1024) throw LlamaError("--threads: expected 1..1024, got " + flags.get("threads", ""));
+  const std::int64_t threads = flags.get_int("threads", 0, 1, 1024);
   ttq::backend::set_executor(ttq::backend::thread_pool_executor(static_cast<int>(threads)));
   return static_cast<int>(threads);
 }
@@ -80,6 +107,20 @@ std::string data_file(const Flags& flags, const std::string& name) {
   return bundled_file(flags.has("data-dir") ? std::optional<std::string>(flags.get("data-dir", "")) : std::nullopt, name);
 }
 
+std::string model_path(const Flags& flags) {
+  return flags.has("model") ? flags.get("model", "") : data_file(flags, "stories260K.gguf");
+}
+
+GgufFile load_model(const Flags& flags) {
+  const std::string path = model_path(flags);
+  if (!flags.has("model")) return read_gguf_file(path);
+  try {
+    return read_gguf_file(path);
+  } catch (const std::exception& e) {
+    throw LlamaError(std::string("--model: ") + e.what());
+  }
+}
+
 const std::set<std::string>& method_flags() {
   static const std::set<std::string> flags{"method", "bits", "group", "rank", "p", "alpha", "lambda", "alpha-grid", "error-rows"};
   return flags;
@@ -90,39 +131,69 @@ const std::set<std::string>& method_switches() {
   return switches;
 }
 
+namespace {
+
+// A method flag given for a method (or mode) that ignores it would be reported as if it ran.
+void require_applies(const Flags& flags, const std::string& key, bool applies, const char* applies_to) {
+  if (flags.has(key) && !applies)
+    throw LlamaError("--" + key + " applies only to " + applies_to + "; it would be ignored here");
+}
+
+}  // namespace
+
 MethodConfig method_from_flags(const Flags& flags) {
   MethodConfig c;
   c.method = parse_method(flags.get("method", "ttq"));
-  c.bits = static_cast<int>(flags.get_int("bits", 3));
-  c.group = static_cast<int>(flags.get_int("group", 32));
-  c.rank = static_cast<int>(flags.get_int("rank", 0));
+  const bool quantized = c.method != Method::fp32;
+  const bool ttq = c.method == Method::ttq;
+  // Every number is parsed into 64 bits (or a double) and range-checked before it is narrowed.
+  c.bits = static_cast<int>(flags.get_int("bits", 3, 2, 8));
+  c.group = static_cast<int>(flags.get_int("group", 32, 0, kMaxGroup));
+  c.rank = static_cast<int>(flags.get_int("rank", 0, 0, kMaxRank));
   const std::string alpha = flags.get("alpha", "auto");
   if (alpha == "auto") {
     c.alpha.reset();
   } else {
-    c.alpha = flags.get_double("alpha", 0.5);
+    c.alpha = flags.get_double("alpha", 0.5, 0.0, kMaxAlpha);
   }
+  const bool adaptive = ttq && !c.alpha;
+  const bool fixed = ttq && c.alpha;
   // The adaptive exponent and static AWQ use the l1 statistic (as AWQ); fixed-exponent TTQ the
   // max norm with lambda = 0, the best fixed setting of the sweep in docs/results.md.
-  c.p = flags.get_double("p", (c.method == Method::awq || !c.alpha) ? 1.0 : INFINITY);
-  c.lambda = flags.get_double("lambda", 0.0);
+  const std::string p = flags.get("p", "");
+  if (p == "inf" || p == "infinity") c.p = INFINITY;
+  else if (flags.has("p")) c.p = parse_double("p", p, 1.0, kMaxP, " or inf");
+  else c.p = (c.method == Method::awq || !c.alpha) ? 1.0 : INFINITY;
+  c.lambda = flags.get_double("lambda", 0.0, 0.0, 1.0);
   if (flags.has("alpha-grid")) {
     c.alpha_grid.clear();
-    std::istringstream in(flags.get("alpha-grid", ""));
-    std::string item;
-    while (std::getline(in, item, ',')) c.alpha_grid.push_back(std::strtod(item.c_str(), nullptr));
+    const std::string grid = flags.get("alpha-grid", "");
+    std::size_t start = 0;
+    for (;;) {
+      const std::size_t comma = grid.find(',', start);
+      const std::string value = grid.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      c.alpha_grid.push_back(parse_double("alpha-grid", value, 0.0, kMaxAlpha));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
   }
   if (flags.has("backend")) c.backend = parse_backend(flags.get("backend", ""));
-  if (flags.has("error-rows")) {
-    const std::int64_t rows = flags.get_int("error-rows", 256);
-    if (rows < 0 || rows > (1 << 30)) throw LlamaError("--error-rows: expected 0 (all rows) or a row count, got " + flags.get("error-rows", ""));
-    c.error_rows = static_cast<int>(rows);
-  }
+  if (flags.has("error-rows")) c.error_rows = static_cast<int>(flags.get_int("error-rows", 256, 0, 1 << 30));
   c.awq_clip_search = flags.has("awq-clip");
   c.awq_normalisation = flags.has("awq-normalisation");
-  if (c.bits < 2 || c.bits > 8) throw LlamaError("--bits: expected 2..8, got " + std::to_string(c.bits));
-  if (c.group < 0) throw LlamaError("--group: expected >= 1, or 0 for per-channel, got " + std::to_string(c.group));
-  if (c.rank < 0) throw LlamaError("--rank: expected >= 0, got " + std::to_string(c.rank));
+  require_applies(flags, "bits", quantized, "the quantized methods (not --method fp32)");
+  require_applies(flags, "group", quantized, "the quantized methods (not --method fp32)");
+  require_applies(flags, "backend", quantized, "the quantized methods (--method fp32 runs Eigen)");
+  require_applies(flags, "p", ttq || c.method == Method::awq, "--method ttq and --method awq");
+  require_applies(flags, "alpha", ttq, "--method ttq");
+  require_applies(flags, "rank", ttq, "--method ttq");
+  require_applies(flags, "lambda", fixed, "--method ttq with a fixed --alpha");
+  require_applies(flags, "alpha-grid", adaptive, "--method ttq with --alpha auto");
+  require_applies(flags, "awq-normalisation", adaptive, "--method ttq with --alpha auto");
+  require_applies(flags, "error-rows", adaptive, "--method ttq with --alpha auto");
+  require_applies(flags, "awq-clip", c.method == Method::awq, "--method awq");
+  // Groups the AWQ-compatible format would destroy (docs/numerics.md).
+  if (quantized) check_group(c.group);
   return c;
 }
 
@@ -163,25 +234,74 @@ void progress(std::string_view label, std::size_t done, std::size_t total, doubl
   std::fflush(stderr);
 }
 
+namespace {
+
+// The length of the valid UTF-8 sequence at s[i] (1..4), or 0 if the byte there does not start
+// one (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = byte(i);
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (b0 < 0x80) return 1;
+  if (b0 >= 0xC2 && b0 <= 0xDF) n = 2;
+  else if (b0 == 0xE0) { n = 3; lo = 0xA0; }
+  else if (b0 == 0xED) { n = 3; hi = 0x9F; }
+  else if (b0 >= 0xE1 && b0 <= 0xEF) n = 3;
+  else if (b0 == 0xF0) { n = 4; lo = 0x90; }
+  else if (b0 >= 0xF1 && b0 <= 0xF3) n = 4;
+  else if (b0 == 0xF4) { n = 4; hi = 0x8F; }
+  else return 0;
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k)
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  return n;
+}
+
+}  // namespace
+
 std::string json_escape(std::string_view s) {
   std::string out;
-  for (char ch : s) {
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const unsigned char ch = static_cast<unsigned char>(s[i]);
+    const std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD for a byte that is not valid UTF-8
+      ++i;
+      continue;
+    }
+    if (n > 1) {
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    }
     switch (ch) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (static_cast<unsigned char>(ch) < 0x20) {
+        if (ch < 0x20 || ch == 0x7F) {
           char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(ch));
           out += buf;
         } else {
-          out += ch;
+          out += static_cast<char>(ch);
         }
     }
+    ++i;
   }
   return out;
+}
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
 }
 
 }  // namespace ttq::llama::cli

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace ttq::llama {
 
@@ -21,23 +22,66 @@ double negative_log_prob(std::span<const float> row, int target) {
 Protocol parse_protocol(std::string_view name) {
   if (name == "paper") return Protocol::paper;
   if (name == "causal") return Protocol::causal;
-  throw LlamaError("protocol: expected paper or causal, got '" + std::string(name) + "'");
+  throw LlamaError("--protocol: expected paper or causal, got '" + std::string(name) + "'");
 }
 
 std::string protocol_name(Protocol protocol) { return protocol == Protocol::paper ? "paper" : "causal"; }
 
+namespace {
+
+// Whether some line of `text` equals `separator` (a trailing '\r' ignored, as split_documents).
+bool has_separator_line(std::string_view text, std::string_view separator) {
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line == separator) return true;
+    if (end == text.size()) break;
+    start = end + 1;
+  }
+  return false;
+}
+
+std::string no_window_message(const CorpusOptions& options, std::size_t text_bytes, std::size_t tokens) {
+  std::string m = options.source + ": nothing to score: no " + (options.separator ? "document" : "window") +
+                  " of at least 4 tokens (" + std::to_string(text_bytes) + " bytes, " + std::to_string(tokens) + " tokens";
+  if (options.limit_tokens > 0) m += ", token budget " + std::to_string(options.limit_tokens);
+  return m + ")";
+}
+
+}  // namespace
+
 std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::string_view text, const CorpusOptions& options) {
   if (options.ctx < 4) throw LlamaError("ctx: expected at least 4 tokens, got " + std::to_string(options.ctx));
+  if (options.limit_tokens < 0) throw LlamaError("limit_tokens: expected >= 0, got " + std::to_string(options.limit_tokens));
   std::vector<std::vector<int>> windows;
   if (options.separator) {
+    if (options.separator->empty())
+      throw LlamaError("--separator: expected a non-empty line (an empty separator splits at blank lines and scores each "
+                       "paragraph truncated to ctx); omit --separator to score the text as one stream");
+    if (!has_separator_line(text, *options.separator))
+      throw LlamaError(options.source + ": no line equals the separator '" + *options.separator +
+                       "': the whole text would be one document truncated to " + std::to_string(options.ctx) +
+                       " tokens; omit --separator to score it as a stream");
+    std::size_t total = 0, budget_left = options.limit_tokens > 0 ? static_cast<std::size_t>(options.limit_tokens) : SIZE_MAX;
     for (const std::string& doc : split_documents(text, *options.separator)) {
+      if (budget_left < 4) break;
       std::vector<int> tokens = tokenizer.encode(doc, /*add_bos=*/tokenizer.expects_bos());
-      if (tokens.size() > static_cast<std::size_t>(options.ctx)) tokens.resize(static_cast<std::size_t>(options.ctx));
-      if (tokens.size() >= 4) windows.push_back(std::move(tokens));
+      total += tokens.size();
+      const std::size_t keep = std::min<std::size_t>(static_cast<std::size_t>(options.ctx), budget_left);
+      if (tokens.size() > keep) tokens.resize(keep);
+      if (tokens.size() >= 4) {
+        budget_left -= tokens.size();
+        windows.push_back(std::move(tokens));
+      }
     }
+    if (windows.empty()) throw LlamaError(no_window_message(options, text.size(), total));
     return windows;
   }
   std::vector<int> stream = tokenizer.encode(text, /*add_bos=*/false);
+  const std::size_t text_tokens = stream.size();
   if (options.limit_tokens > 0 && stream.size() > static_cast<std::size_t>(options.limit_tokens))
     stream.resize(static_cast<std::size_t>(options.limit_tokens));
   // Models whose metadata asks for no BOS (e.g. SmolLM2) get windows of ctx text tokens.
@@ -51,11 +95,13 @@ std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::stri
                   stream.begin() + static_cast<std::ptrdiff_t>(last));
     if (window.size() >= 4) windows.push_back(std::move(window));
   }
+  if (windows.empty()) throw LlamaError(no_window_message(options, text.size(), text_tokens));
   return windows;
 }
 
 NllSum evaluate_windows(LlamaModel& model, const std::vector<std::vector<int>>& windows, Protocol protocol,
                         const std::function<void(std::size_t, std::size_t)>& progress) {
+  if (windows.empty()) throw LlamaError("nothing to score: no evaluation window");
   NllSum sum;
   for (std::size_t w = 0; w < windows.size(); ++w) {
     const std::vector<int>& tokens = windows[w];
@@ -77,14 +123,21 @@ NllSum evaluate_windows(LlamaModel& model, const std::vector<std::vector<int>>& 
         ++sum.count;
       }
     }
+    if (!std::isfinite(sum.total))
+      throw LlamaError("window " + std::to_string(w) + ": the model gave a non-finite log-probability (non-finite "
+                       "logits: the weights or the quantization overflowed)");
     if (progress) progress(w + 1, windows.size());
   }
+  if (sum.count == 0) throw LlamaError("nothing to score: the windows hold no prediction");
   return sum;
 }
 
 std::int64_t calibrate_static_awq(LlamaModel& model, QuantizedLinears& linears,
                                   const std::vector<std::vector<int>>& windows, std::int64_t tokens) {
   if (linears.config().method != Method::awq) return 0;
+  if (tokens < 2) throw LlamaError("static AWQ: expected a calibration budget of at least 2 tokens, got " + std::to_string(tokens));
+  if (windows.empty() || windows.front().size() < 2)
+    throw LlamaError("static AWQ: no calibration window: it would calibrate on nothing and run as RTN");
   linears.begin_awq_calibration();
   std::int64_t used = 0;
   for (const auto& window : windows) {

@@ -90,7 +90,12 @@ class OperatorLinear final : public QuantizedLinear {
 
   void set_awq_calibrating(bool on) override { calibrating_ = on; }
   void freeze_awq() override {
-    if constexpr (kIsAwq<Op>) op_.requantize();
+    if constexpr (kIsAwq<Op>) {
+      // Without a calibration token the plan stays uniform: RTN under AWQ's name.
+      if (op_.correlation().calibration_tokens() <= 0.0)
+        throw LlamaError("static AWQ: a projection saw no calibration token; it would run as RTN");
+      op_.requantize();
+    }
   }
   void record_choice(std::map<double, std::int64_t>& out) const override {
     for (const auto& [a, n] : choices_) out[a] += n;
@@ -111,10 +116,22 @@ class OperatorLinear final : public QuantizedLinear {
   std::map<double, std::int64_t> choices_;
 };
 
+/// The flags checked against one projection's shape, before ttq's own (argument-named) checks.
+void check_projection(const MethodConfig& c, std::string_view name, int d_out, int d_in) {
+  const std::string where = "projection '" + std::string(name) + "' [" + std::to_string(d_out) + ", " + std::to_string(d_in) + "]";
+  check_group_for_rows(c.group, d_in, where);
+  if (c.method == Method::ttq && c.rank > std::min(d_out, d_in))
+    throw LlamaError("--rank " + std::to_string(c.rank) + ": larger than min(d_out, d_in) = " +
+                     std::to_string(std::min(d_out, d_in)) + " of " + where);
+}
+
 /// The projection of method config `c` on backend B.
 template <class B>
-std::unique_ptr<QuantizedLinear> make_operator_linear(const MethodConfig& c, const float* w, int d_out, int d_in) {
+std::unique_ptr<QuantizedLinear> make_operator_linear(std::string_view name, const MethodConfig& c, const float* w, int d_out,
+                                                      int d_in) {
   using Ops = Operators<B>;
+  // The flags checked against this projection's shape, before ttq's own (argument-named) checks.
+  check_projection(c, name, d_out, d_in);
   const DynamicQuantizer quantizer({.bits = c.bits, .group = c.group == 0 ? Index(PerChannel) : Index(c.group)});
   const ConstMatrixView wv(w, d_out, d_in);
   auto weights = [&](const auto& residual) {
@@ -129,7 +146,7 @@ std::unique_ptr<QuantizedLinear> make_operator_linear(const MethodConfig& c, con
                                                                  w, d_out, d_in);
     }
     default: {
-      const LowRankResidual<Dynamic> residual(std::min(c.rank, std::min(d_out, d_in)));
+      const LowRankResidual<Dynamic> residual(c.rank);
       if (c.alpha) {
         DiagCorrelation<Dynamic> stat({.p = c.p, .alpha = *c.alpha, .lambda = c.lambda});
         return std::make_unique<OperatorLinear<typename Ops::Ttq>>(typename Ops::Ttq(weights(residual), quantizer, std::move(stat)),
@@ -145,6 +162,36 @@ std::unique_ptr<QuantizedLinear> make_operator_linear(const MethodConfig& c, con
 }
 
 }  // namespace
+
+void check_group(std::int64_t group) {
+  if (group == 0 || group >= kMinGroup) return;
+  const std::string n = std::to_string(group);
+  throw LlamaError("--group " + n + ": " +
+                   (group == 1 ? std::string("every one-weight group dequantizes to about +-1e-5")
+                               : "groups of " + n + " weights often share one sign and are clipped to their range") +
+                   " in the AWQ-compatible format (llm-awq's formula; docs/numerics.md), which destroys the model; use --group 0 "
+                   "(per-channel) or a group of at least " + std::to_string(kMinGroup));
+}
+
+void check_group_for_rows(std::int64_t group, std::int64_t d_in, const std::string& where) {
+  if (group > d_in)
+    throw LlamaError("--group " + std::to_string(group) + ": larger than the rows of " + where +
+                     "; use --group 0 (per-channel) or a group of at most " + std::to_string(d_in));
+  if (group > 1 && d_in % group == 1)
+    throw LlamaError("--group " + std::to_string(group) + ": the last group of each row of " + where +
+                     " holds one weight, which the AWQ-compatible format dequantizes to about +-1e-5 (docs/numerics.md); "
+                     "choose a group that divides " + std::to_string(d_in) + " or leaves at least 2 weights");
+}
+
+void check_method_for_model(const MethodConfig& c, const LlamaConfig& config) {
+  if (c.method == Method::fp32) return;
+  const int q_dim = config.n_heads * config.head_dim, kv_dim = config.n_kv_heads * config.head_dim;
+  // [d_out, d_in] of each projection kind, in LinearKind order (as the model builds them).
+  const int shapes[kLinearKinds][2] = {{q_dim, config.dim},      {kv_dim, config.dim},     {kv_dim, config.dim}, {config.dim, q_dim},
+                                       {config.ffn_dim, config.dim}, {config.ffn_dim, config.dim}, {config.dim, config.ffn_dim}};
+  for (int kind = 0; kind < kLinearKinds; ++kind)
+    check_projection(c, linear_tensor_name(0, static_cast<LinearKind>(kind)), shapes[kind][0], shapes[kind][1]);
+}
 
 BackendChoice MethodConfig::default_backend() {
 #if defined(TTQ_TOOLS_HAVE_DISPATCH)
@@ -189,7 +236,7 @@ Method parse_method(std::string_view name) {
   if (name == "rtn") return Method::rtn;
   if (name == "awq") return Method::awq;
   if (name == "ttq") return Method::ttq;
-  throw LlamaError("method: expected fp32, rtn, awq or ttq, got '" + std::string(name) + "'");
+  throw LlamaError("--method: expected fp32, rtn, awq or ttq, got '" + std::string(name) + "'");
 }
 
 std::string method_name(Method method) {
@@ -230,11 +277,11 @@ LinearFactory QuantizedLinears::factory() {
       layer = std::make_unique<Fp32Linear>(name, w, d_out, d_in);
     } else {
       switch (c.backend) {
-        case BackendChoice::scalar: layer = make_operator_linear<backend::Scalar>(c, w, d_out, d_in); break;
-        case BackendChoice::simd: layer = make_operator_linear<backend::Simd>(c, w, d_out, d_in); break;
+        case BackendChoice::scalar: layer = make_operator_linear<backend::Scalar>(name, c, w, d_out, d_in); break;
+        case BackendChoice::simd: layer = make_operator_linear<backend::Simd>(name, c, w, d_out, d_in); break;
         case BackendChoice::dispatch:
 #if defined(TTQ_TOOLS_HAVE_DISPATCH)
-          layer = make_operator_linear<backend::Dispatched>(c, w, d_out, d_in);
+          layer = make_operator_linear<backend::Dispatched>(name, c, w, d_out, d_in);
           break;
 #else
           throw LlamaError("--backend dispatch: these tools were built without ttq::dispatch (TTQ_BUILD_DISPATCH=OFF)");

@@ -55,6 +55,24 @@ std::string method_name(Method method);
 /// A short human label, e.g. "TTQ (p=2, alpha=auto)".
 std::string describe(const MethodConfig& config);
 
+/// The smallest group the tools accept in the AWQ-compatible format (besides 0, per-channel).
+/// That format (llm-awq's formula, docs/numerics.md "Constant and one-signed groups") keeps a
+/// zero point inside the code range, so a group whose weights share one sign is clipped to its
+/// range, and a one-weight group dequantizes to about +-1e-5: groups of 1 destroy every weight,
+/// groups of 2 half of them (stories260K at 8 bits: perplexity 29 instead of 3.15).
+inline constexpr std::int64_t kMinGroup = 4;
+
+/// Throws LlamaError naming --group when `group` (0: per-channel) is below kMinGroup.
+void check_group(std::int64_t group);
+/// Throws LlamaError naming --group when `group` does not fit rows of `d_in` weights of the
+/// matrix `where` (a tool's words, e.g. "projection 'blk.0.attn_q.weight' [64, 64]"): larger than
+/// d_in, or leaving a ragged last group of one weight (which the format destroys).
+void check_group_for_rows(std::int64_t group, std::int64_t d_in, const std::string& where);
+/// The checks a projection of `config` would make of `c` (group, rank against every projection
+/// shape), from the architecture alone: what a tool runs before printing anything, without
+/// building (and quantizing) a model. Throws LlamaError naming the flag.
+void check_method_for_model(const MethodConfig& c, const LlamaConfig& config);
+
 class QuantizedLinear;
 
 /// Makes the projections of one model for a MethodConfig and keeps track of them. Must outlive

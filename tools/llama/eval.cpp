@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 namespace ttq::llama {
 
@@ -73,6 +74,11 @@ DocumentScores score_documents(LlamaModel& model, const Tokenizer& tokenizer,
 }
 
 std::string read_text_file(const std::filesystem::path& path) {
+  // A directory opens as a stream on Linux and reads as nothing: refuse what is not a file.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) throw LlamaError("cannot open '" + path.string() + "': no such file");
+  if (std::filesystem::is_directory(status)) throw LlamaError("'" + path.string() + "' is a directory, not a text file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw LlamaError("cannot open '" + path.string() + "'");
   std::ostringstream out;

@@ -52,7 +52,8 @@ DocumentScores score_documents(LlamaModel& model, const Tokenizer& tokenizer,
                                std::span<const std::string> documents, int max_tokens = 512,
                                CalibrationMode mode = CalibrationMode::forward_only);
 
-// The whole file as bytes; throws LlamaError naming the path when it cannot be read.
+// The whole file as bytes; throws LlamaError naming the path when it does not exist, is a
+// directory or cannot be read. An empty file gives an empty string (callers decide).
 std::string read_text_file(const std::filesystem::path& path);
 
 }  // namespace ttq::llama

@@ -7,9 +7,11 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
@@ -592,6 +594,19 @@ GgufFile read_gguf(std::span<const std::byte> bytes) {
 }
 
 GgufFile read_gguf_file(const std::filesystem::path& path) {
+  // A directory (or a device, a FIFO) opens as a stream whose "size" can be 2^63 - 1: check what
+  // the path is before allocating its size.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) throw GgufError(cat("gguf: cannot open '", path.string(), "': no such file"));
+  if (!std::filesystem::is_regular_file(status))
+    throw GgufError(cat("gguf: '", path.string(), "' is ", std::filesystem::is_directory(status) ? "a directory" : "not a regular file",
+                        ", not a GGUF model file"));
+  const std::uintmax_t file_size = std::filesystem::file_size(path, ec);
+  if (ec) throw GgufError(cat("gguf: cannot determine the size of '", path.string(), "'"));
+  if (file_size > static_cast<std::uintmax_t>(std::numeric_limits<std::streamoff>::max()) ||
+      file_size > static_cast<std::uintmax_t>(std::numeric_limits<std::size_t>::max() / 2))
+    throw GgufError(cat("gguf: '", path.string(), "' is too large (", file_size, " bytes)"));
   std::ifstream stream(path, std::ios::binary | std::ios::ate);
   if (!stream) throw GgufError(cat("gguf: cannot open '", path.string(), "'"));
   const std::streamoff size = stream.tellg();

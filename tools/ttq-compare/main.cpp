@@ -50,18 +50,21 @@ int main(int argc, char** argv) {
     valued.insert(cli::runtime_flags().begin(), cli::runtime_flags().end());
     const cli::Flags flags(argc, argv, valued, {});
     cli::configure_threads(flags);
-    const GgufFile file = read_gguf_file(flags.has("model") ? flags.get("model", "") : cli::data_file(flags, "stories260K.gguf"));
+    const GgufFile file = cli::load_model(flags);
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
-    const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000);
-    const int group = static_cast<int>(flags.get_int("group", 32));
-    const std::string stories = read_text_file(cli::data_file(flags, "tinystories-valid.head32k.txt"));
-    const std::string wiki = read_text_file(cli::data_file(flags, "wikitext-2-raw.test.txt"));
-    const auto story_windows = make_windows(tokenizer, stories, {"<|endoftext|>", 512, 0});
-    const auto wiki_windows = make_windows(tokenizer, wiki, {std::nullopt, 512, flags.get_int("wikitext-tokens", 16384)});
-    const std::vector<Corpus> corpora{{"TinyStories (46 documents)", story_windows, wiki_windows},
-                                      {"WikiText-2 (first " + std::to_string(flags.get_int("wikitext-tokens", 16384)) + " tokens)",
-                                       wiki_windows, story_windows}};
+    const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000, 4, std::int64_t{1} << 40);
+    const std::int64_t wikitext_tokens = flags.get_int("wikitext-tokens", 16384, 4, std::int64_t{1} << 40);
+    const int group = static_cast<int>(flags.get_int("group", 32, 0, cli::kMaxGroup));
+    check_group(group);
+    const std::string stories_path = cli::data_file(flags, "tinystories-valid.head32k.txt");
+    const std::string wiki_path = cli::data_file(flags, "wikitext-2-raw.test.txt");
+    const std::string stories = read_text_file(stories_path);
+    const std::string wiki = read_text_file(wiki_path);
+    const auto story_windows = make_windows(tokenizer, stories, {"<|endoftext|>", 512, 0, "'" + stories_path + "'"});
+    const auto wiki_windows = make_windows(tokenizer, wiki, {std::nullopt, 512, wikitext_tokens, "'" + wiki_path + "' (--wikitext-tokens)"});
+    const std::vector<Corpus> corpora{{"TinyStories (" + std::to_string(story_windows.size()) + " documents)", story_windows, wiki_windows},
+                                      {"WikiText-2 (first " + std::to_string(wikitext_tokens) + " tokens)", wiki_windows, story_windows}};
 
     std::vector<MethodConfig> methods;
     MethodConfig m;
@@ -79,6 +82,11 @@ int main(int argc, char** argv) {
     m.p = 1.0;
     m.alpha.reset();
     methods.push_back(m);
+
+    // Every flag is checked against the model (the group against each projection) before any
+    // output: a bad --group must not fail after the first table rows.
+    const LlamaConfig config = LlamaConfig::from_gguf(file);
+    for (const MethodConfig& method : methods) check_method_for_model(method, config);
 
     const auto start = std::chrono::steady_clock::now();
     std::printf("Perplexity of stories260K (lower is better), group %d, AWQ-compatible format, %s protocol.\n"

@@ -80,17 +80,28 @@ int main(int argc, char** argv) {
     switches.insert(cli::method_switches().begin(), cli::method_switches().end());
     const cli::Flags flags(static_cast<int>(args.size()), args.data(), valued, switches);
     const int threads = cli::configure_threads(flags);
-    const GgufFile file = read_gguf_file(flags.has("model") ? flags.get("model", "") : cli::data_file(flags, "stories260K.gguf"));
+    const GgufFile file = cli::load_model(flags);
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     const std::string prompt_text = flags.get("prompt", "Once upon a time, there was a little girl named Lily.");
     const std::vector<int> prompt = tokenizer.encode(prompt_text, /*add_bos=*/tokenizer.expects_bos());
     if (prompt.empty()) throw LlamaError("--prompt: the prompt encodes to no tokens");
-    const int steps = static_cast<int>(flags.get_int("tokens", 64));
+    // -n is --tokens: the message names --tokens.
+    const int steps = static_cast<int>(flags.get_int("tokens", 64, 1, 1 << 20));
     MethodConfig method = cli::method_from_flags(flags);
     method.borrow_weights = true;  // `file` lives until the end of main: projections use its weights in place
     std::vector<std::vector<int>> calib;
     if (method.method == Method::awq)
-      calib = make_windows(tokenizer, read_text_file(cli::data_file(flags, "wikitext-2-raw.test.txt")), {std::nullopt, 512, 2000});
+      calib = make_windows(tokenizer, read_text_file(cli::data_file(flags, "wikitext-2-raw.test.txt")),
+                           {std::nullopt, 512, 2000, "the bundled WikiText-2 text (static AWQ's calibration)"});
+    {
+      // Every flag is checked against the model (group and rank against each projection, the
+      // prompt against the context) before anything is printed, from the architecture alone.
+      const LlamaConfig config = LlamaConfig::from_gguf(file);
+      check_method_for_model(method, config);
+      if (static_cast<int>(prompt.size()) >= config.context_length)
+        throw LlamaError("--prompt: " + std::to_string(prompt.size()) + " tokens leave no room in the model's context of " +
+                         std::to_string(config.context_length) + " tokens");
+    }
 
     MethodConfig fp32 = method;
     fp32.method = Method::fp32;

@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--help") == 0) {
       std::puts("usage: ttq-layer-error [--tensor NAME | --random] [--d-out N] [--d-in N] [--tokens T] [--group G] [--seed S]\n"
-                "                       [--data-dir DIR]\n"
+                "                       [--threads N] [--data-dir DIR]\n"
+                "  --d-out/--d-in: the shape of the --random layer (1..16384, default 256); --tokens 1..65536;\n"
+                "  --group 0 = per-channel (default 32); --seed 0..4294967295\n"
                 "  default: blk.0.ffn_down.weight of the bundled stories260K (64 x 172: ragged groups)");
       return 0;
     }
@@ -71,34 +73,51 @@ int main(int argc, char** argv) {
     std::set<std::string> valued{"tensor", "d-out", "d-in", "tokens", "group", "seed"};
     valued.insert(ttq::llama::cli::runtime_flags().begin(), ttq::llama::cli::runtime_flags().end());
     const Flags flags(argc, argv, valued, {"random"});
-    ttq::Index d_out = flags.get_int("d-out", 256), d_in = flags.get_int("d-in", 256);
-    const ttq::Index tokens = flags.get_int("tokens", 128), group = flags.get_int("group", 32);
-    std::mt19937 rng(static_cast<unsigned>(flags.get_int("seed", 1)));
+    ttq::llama::cli::configure_threads(flags);
+    const bool random = flags.has("random");
+    // The shape flags describe the random layer; the real layer has its own shape.
+    for (const char* key : {"d-out", "d-in"})
+      if (flags.has(key) && !random)
+        throw ttq::llama::LlamaError(std::string("--") + key + " applies only with --random (the bundled layer has its own shape)");
+    if (flags.has("tensor") && random) throw ttq::llama::LlamaError("--tensor and --random exclude each other");
+    ttq::Index d_out = flags.get_int("d-out", 256, 1, 1 << 14), d_in = flags.get_int("d-in", 256, 1, 1 << 14);
+    const ttq::Index tokens = flags.get_int("tokens", 128, 1, 1 << 16);
+    const ttq::Index group = flags.get_int("group", 32, 0, ttq::llama::cli::kMaxGroup);
+    std::mt19937 rng(static_cast<unsigned>(flags.get_int("seed", 1, 0, 0xFFFFFFFFll)));
     ttq::RowMatrix w;
     std::string source = "seeded random";
-    if (flags.has("random")) {
+    if (random) {
       w = normal(d_out, d_in, rng, 0.05f);
     } else {
       const std::string name = flags.get("tensor", "blk.0.ffn_down.weight");
       const auto file = ttq::llama::read_gguf_file(ttq::llama::cli::data_file(flags, "stories260K.gguf"));
-      const auto& tensor = file.tensor(name);
-      d_out = static_cast<ttq::Index>(tensor.rows());
-      d_in = static_cast<ttq::Index>(tensor.cols());
-      w = Eigen::Map<const ttq::RowMatrix>(tensor.data.data(), d_out, d_in);
+      const auto* tensor = file.find_tensor(name);
+      if (tensor == nullptr) throw ttq::llama::LlamaError("--tensor: no tensor '" + name + "' in stories260K");
+      if (tensor->dims.size() != 2)
+        throw ttq::llama::LlamaError("--tensor " + name + ": expected a matrix, got a tensor of " + std::to_string(tensor->dims.size()) +
+                                     " dimension(s)");
+      d_out = static_cast<ttq::Index>(tensor->rows());
+      d_in = static_cast<ttq::Index>(tensor->cols());
+      w = Eigen::Map<const ttq::RowMatrix>(tensor->data.data(), d_out, d_in);
       source = name + " of stories260K";
     }
+    // The group against the layer, before any output (0: per-channel).
+    ttq::llama::check_group(group);
+    ttq::llama::check_group_for_rows(group, d_in, "the layer " + source + " [" + std::to_string(d_out) + ", " + std::to_string(d_in) + "]");
     const ttq::RowMatrix prompt = with_outliers(tokens, d_in, rng);
     const ttq::RowMatrix shifted = with_outliers(tokens, d_in, rng);
     std::printf("Relative activation-aware error E = ||X (W - W^)^T||^2 / ||X W^T||^2 (lower is better)\n");
-    std::printf("layer %s (%ldx%ld), group %ld, %ld synthetic prompt tokens with outlier channels\n\n", source.c_str(),
-                static_cast<long>(d_out), static_cast<long>(d_in), static_cast<long>(group), static_cast<long>(tokens));
+    const std::string group_text = group == 0 ? std::string("per-channel") : "group " + std::to_string(group);
+    std::printf("layer %s (%ldx%ld), %s, %ld synthetic prompt tokens with outlier channels\n\n", source.c_str(),
+                static_cast<long>(d_out), static_cast<long>(d_in), group_text.c_str(), static_cast<long>(tokens));
     std::printf("| bits | RTN | AWQ (shifted calib) | AWQ (prompt calib) | TTQ | TTQ (auto alpha) |\n|---|---|---|---|---|---|\n");
-    print_row<2>(w, prompt, shifted, group);
-    print_row<3>(w, prompt, shifted, group);
-    print_row<4>(w, prompt, shifted, group);
-    print_row<5>(w, prompt, shifted, group);
+    const ttq::Index resolved = group == 0 ? ttq::Index(ttq::PerChannel) : group;
+    print_row<2>(w, prompt, shifted, resolved);
+    print_row<3>(w, prompt, shifted, resolved);
+    print_row<4>(w, prompt, shifted, resolved);
+    print_row<5>(w, prompt, shifted, resolved);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
+    std::fprintf(stderr, "ttq-layer-error: %s\n", e.what());
     return 2;
   }
   return 0;

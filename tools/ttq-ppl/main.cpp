@@ -1,6 +1,7 @@
 // ttq-ppl: perplexity of a Llama-architecture GGUF model on a text, with every linear
 // projection quantized by the chosen method (FP32, RTN, static AWQ, TTQ), under the paper or the
 // causal protocol. Prints a one-line summary, or one JSON object with --json. See docs/tools.md.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +16,15 @@ using namespace ttq::llama;
 
 namespace {
 
+// The file a flag names, the flag named in any error.
+std::string read_input(const char* flag, const std::string& path) {
+  try {
+    return read_text_file(path);
+  } catch (const LlamaError& e) {
+    throw LlamaError(std::string("--") + flag + ": " + e.what());
+  }
+}
+
 const char* kUsage =
     "usage: ttq-ppl [--model M.gguf] [--text T.txt] [method flags] [--calib-text C.txt --calib-tokens N]\n"
     "               [--ctx n] [--separator S] [--limit-tokens N] [--protocol paper|causal] [--json]\n"
@@ -23,7 +33,8 @@ const char* kUsage =
     "  --separator S              score each document between lines equal to S on its own (with BOS);\n"
     "                             without it the text is one token stream cut into --ctx windows\n"
     "  --ctx n                    window / document budget in tokens, BOS included (default 512)\n"
-    "  --limit-tokens N           stream mode: evaluate only the first N tokens (default: all)\n"
+    "  --limit-tokens N           evaluate only the first N tokens (documents: whole documents first,\n"
+    "                             the last one truncated; default: all)\n"
     "  --protocol paper|causal    paper: TTQ calibrates on each window; causal: on its first half,\n"
     "                             only the second half is scored (for every method) (default paper)\n"
     "  --calib-text C.txt         static AWQ's calibration text (default: the bundled WikiText-2)\n"
@@ -47,23 +58,28 @@ int main(int argc, char** argv) {
     const cli::Flags flags(argc, argv, valued, switches);
     const int threads = cli::configure_threads(flags);
 
-    const std::string model_path = flags.has("model") ? flags.get("model", "") : cli::data_file(flags, "stories260K.gguf");
+    const std::string model_path = cli::model_path(flags);
     const bool default_text = !flags.has("text");
     const std::string text_path = flags.has("text") ? flags.get("text", "") : cli::data_file(flags, "tinystories-valid.head32k.txt");
     const std::string calib_path =
         flags.has("calib-text") ? flags.get("calib-text", "") : cli::data_file(flags, "wikitext-2-raw.test.txt");
     CorpusOptions corpus;
-    corpus.ctx = static_cast<int>(flags.get_int("ctx", 512));
-    corpus.limit_tokens = flags.get_int("limit-tokens", 0);
+    // Bounded before narrowing; the model's context length is checked once it is loaded.
+    corpus.ctx = static_cast<int>(flags.get_int("ctx", 512, 4, 1 << 24));
+    corpus.limit_tokens = flags.get_int("limit-tokens", 0, 0, std::int64_t{1} << 40);
+    corpus.source = "--text '" + text_path + "'";
     if (flags.has("separator")) corpus.separator = flags.get("separator", "");
     else if (default_text) corpus.separator = "<|endoftext|>";
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
     MethodConfig method = cli::method_from_flags(flags);
     method.borrow_weights = true;  // `file` lives until the end of main: projections use its weights in place
-    const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000);
+    const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000, 4, std::int64_t{1} << 40);
+    if (method.method != Method::awq && (flags.has("calib-text") || flags.has("calib-tokens")))
+      throw LlamaError(std::string("--") + (flags.has("calib-text") ? "calib-text" : "calib-tokens") +
+                       " applies only to --method awq; it would be ignored here");
 
     const auto start = std::chrono::steady_clock::now();
-    const GgufFile file = read_gguf_file(model_path);
+    const GgufFile file = cli::load_model(flags);
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     QuantizedLinears linears(method);
     LlamaModel model(file, linears.factory());
@@ -74,11 +90,11 @@ int main(int argc, char** argv) {
 
     std::int64_t used_calibration = 0;
     if (method.method == Method::awq) {
-      CorpusOptions calib_corpus{std::nullopt, corpus.ctx, calib_tokens};
-      const auto calib_windows = make_windows(tokenizer, read_text_file(calib_path), calib_corpus);
+      CorpusOptions calib_corpus{std::nullopt, corpus.ctx, calib_tokens, "--calib-text '" + calib_path + "'"};
+      const auto calib_windows = make_windows(tokenizer, read_input("calib-text", calib_path), calib_corpus);
       used_calibration = calibrate_static_awq(model, linears, calib_windows, calib_tokens);
     }
-    const auto windows = make_windows(tokenizer, read_text_file(text_path), corpus);
+    const auto windows = make_windows(tokenizer, read_input("text", text_path), corpus);
     std::size_t window_tokens = 0;
     for (const auto& w : windows) window_tokens += w.size();
     const auto eval_start = std::chrono::steady_clock::now();
@@ -91,26 +107,32 @@ int main(int argc, char** argv) {
     // Tokens the model ran through (every window's tokens, scored or context), per second of evaluation.
     const double tokens_per_second = eval_seconds > 0 ? static_cast<double>(window_tokens) / eval_seconds : 0.0;
     const double ppl = std::exp(nll.mean());
+    if (!std::isfinite(ppl))
+      throw LlamaError("the perplexity overflowed (mean NLL " + std::to_string(nll.mean()) + "): the model's predictions are garbage");
     const std::string backend = method.method == Method::fp32 ? std::string("eigen fp32") : backend_description(method.backend);
 
     if (flags.has("json")) {
       // JSON has no infinity: p = inf is written as the string "inf".
-      const std::string p_json = std::isinf(method.p) ? std::string("\"inf\"") : std::to_string(method.p);
+      const std::string p_json = std::isinf(method.p) ? std::string("\"inf\"") : cli::json_number(method.p);
       std::printf("{\"method\": \"%s\", \"label\": \"%s\", \"bits\": %d, \"group\": %d, \"rank\": %d, \"p\": %s, ",
                   method_name(method.method).c_str(), cli::json_escape(describe(method)).c_str(),
                   method.method == Method::fp32 ? 32 : method.bits, method.group, method.rank, p_json.c_str());
-      if (method.alpha) std::printf("\"alpha\": %g, \"lambda\": %g, ", *method.alpha, method.lambda);
+      if (method.alpha)
+        std::printf("\"alpha\": %s, \"lambda\": %s, ", cli::json_number(*method.alpha).c_str(), cli::json_number(method.lambda).c_str());
       else std::printf("\"alpha\": \"auto\", \"lambda\": null, ");
       std::printf("\"protocol\": \"%s\", \"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"windows\": %zu, ",
                   protocol_name(protocol).c_str(), cli::json_escape(model_path).c_str(), cli::json_escape(text_path).c_str(),
                   corpus.ctx, windows.size());
-      std::printf("\"calib_text\": \"%s\", \"calib_tokens\": %lld, \"bits_per_weight\": %.4f, ",
+      // calib_tokens feed the statistic; the exponent search runs on the first
+      // calib_search_tokens of them (MethodConfig::awq_calibration_tokens per projection).
+      const std::int64_t search_tokens = std::min<std::int64_t>(used_calibration, method.awq_calibration_tokens);
+      std::printf("\"calib_text\": \"%s\", \"calib_tokens\": %lld, \"calib_search_tokens\": %lld, \"bits_per_weight\": %.4f, ",
                   method.method == Method::awq ? cli::json_escape(calib_path).c_str() : "",
-                  static_cast<long long>(used_calibration), linears.bits_per_weight());
+                  static_cast<long long>(used_calibration), static_cast<long long>(search_tokens), linears.bits_per_weight());
       std::printf("\"chosen_alpha\": {");
       bool first = true;
       for (const auto& [a, n] : linears.chosen_exponents()) {
-        std::printf("%s\"%g\": %lld", first ? "" : ", ", a, static_cast<long long>(n));
+        std::printf("%s\"%s\": %lld", first ? "" : ", ", cli::json_number(a).c_str(), static_cast<long long>(n));
         first = false;
       }
       std::printf("}, \"tokens\": %lld, \"nll\": %.6f, \"ppl\": %.4f, \"seconds\": %.3f, \"backend\": \"%s\", "

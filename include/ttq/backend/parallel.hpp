@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -229,11 +230,23 @@ inline Executor thread_pool_executor(int threads) {
   return Executor(pool->concurrency(), [pool](Index tasks, TaskRef body) { pool->run(tasks, body); });
 }
 
-/// Number of threads the default pool uses: TTQ_NUM_THREADS if set (>= 1), else all hardware threads.
+/// Number of threads the default pool uses: TTQ_NUM_THREADS if set and not empty, else all
+/// hardware threads. TTQ_NUM_THREADS must be a whole decimal integer in 1..1024: anything else
+/// ("abc", "4x", "0", "4294967297") throws RangeError naming TTQ_NUM_THREADS instead of silently
+/// running with some other count.
 inline int default_thread_count() {
-  if (const char* env = std::getenv("TTQ_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1) return n;
+  if (const char* env = std::getenv("TTQ_NUM_THREADS"); env != nullptr && *env != '\0') {
+    bool ok = true;
+    long long n = 0;
+    for (const char* c = env; *c != '\0'; ++c) {
+      if (*c < '0' || *c > '9' || n > 1024) {
+        ok = false;
+        break;
+      }
+      n = n * 10 + (*c - '0');
+    }
+    ttq::detail::require_range(ok && n >= 1 && n <= 1024, "TTQ_NUM_THREADS", "an integer in 1..1024", std::string("'") + env + "'");
+    return static_cast<int>(n);
   }
   return std::max(1u, std::thread::hardware_concurrency());
 }

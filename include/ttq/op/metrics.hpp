@@ -11,11 +11,17 @@ namespace ttq {
 
 /// E = ||X (W - W^)^T||_F^2 / ||X W^T||_F^2, in double. X [T, d_in], W and W^ [d_out, d_in].
 /// Returns 0 when both numerator and denominator are 0; +inf when only the denominator is.
+/// NaN or Inf in any input throws NonFiniteError naming it (never a NaN "error").
 inline double relative_error(ConstMatrixView x, ConstMatrixView w, ConstMatrixView w_hat) {
   detail::require_valid_view(x, "x");
+  detail::require_valid_view(w, "w");
+  detail::require_valid_view(w_hat, "w_hat");
   detail::require_shape(w.cols == x.cols, "w", "[d_out, " + std::to_string(x.cols) + "]", w.rows, w.cols);
   detail::require_shape(w_hat.rows == w.rows && w_hat.cols == w.cols, "w_hat", detail::describe_shape(w.rows, w.cols),
                         w_hat.rows, w_hat.cols);
+  detail::require_finite(x, "x");
+  detail::require_finite(w, "w");
+  detail::require_finite(w_hat, "w_hat");
   const Eigen::MatrixXd xd = detail::as_eigen(x).cast<double>();
   const Eigen::MatrixXd wd = detail::as_eigen(w).cast<double>();
   const Eigen::MatrixXd ed = wd - detail::as_eigen(w_hat).cast<double>();

@@ -11,6 +11,7 @@
 // per sequence; its LayerWeights are shared and immutable.
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <span>
 #include <string>
@@ -127,6 +128,13 @@ class OnlineAWQ {
     const LowRankFactors& f = weights_->factors();
     backend::ForwardArgs args{x, inverse_scales_, ConstMatrixView(f.a), ConstMatrixView(f.b), weights_->bias(), y};
     detail::backend_forward(backend_type{}, prepared_, args);
+    // Finite X can still give an infinite Y (entries near FLT_MAX): an error naming X, never
+    // an Inf passed on as a result. A read of Y, negligible next to the product.
+    for (Index t = 0; t < y.rows; ++t)
+      for (Index o = 0; o < y.cols; ++o)
+        if (!std::isfinite(y(t, o)))
+          throw NonFiniteError("x", "the output overflowed float at token " + std::to_string(t) + ", output " + std::to_string(o) +
+                                        ": the input's magnitude is too large for this layer");
   }
 
   /// Prefill convenience: calibrate on the prompt X, then forward it with the new quantization.

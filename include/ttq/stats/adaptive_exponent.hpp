@@ -60,6 +60,11 @@ inline std::vector<float> exponent_scales(const std::vector<double>& s, double a
   const double norm = awq_normalised ? std::sqrt(mx * mn) : 1.0;
   std::vector<float> out(s.size());
   for (std::size_t j = 0; j < s.size(); ++j) out[j] = static_cast<float>(v[j] / norm);
+  // s^a past float's range (a large exponent): blame the grid, not the scales.
+  for (std::size_t j = 0; j < s.size(); ++j)
+    if (!(std::isfinite(out[j]) && out[j] > 0.0f))
+      throw RangeError("grid", "the exponent " + std::to_string(a) + " makes the scales s^a leave float's range (channel " +
+                                   std::to_string(j) + "): use smaller exponents");
   return out;
 }
 

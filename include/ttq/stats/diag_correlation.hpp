@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <concepts>
 #include <optional>
 #include <span>
@@ -145,6 +146,10 @@ class DiagCorrelation {
       else if constexpr (P == 1) s[j] = pnorm_sums_[j] / tokens_;
       else if constexpr (P == 2) s[j] = std::sqrt(pnorm_sums_[j] / tokens_);
       else s[j] = std::isinf(pv) ? pnorm_sums_[j] : std::pow(pnorm_sums_[j] / tokens_, 1.0 / pv);
+      // A sum of |x|^p past double's range: blame the norm order, not the scales it would give.
+      if (!std::isfinite(s[j]))
+        throw RangeError("p", "the p-norm statistic overflowed double at channel " + std::to_string(j) + " (p = " +
+                                  std::to_string(pv) + "): use a smaller p, or infinity for the max norm");
     }
     return s;
   }
@@ -201,6 +206,10 @@ class DiagCorrelation {
       d[j] = std::pow((1.0 - options_.lambda) * c[j] + options_.lambda, options_.alpha);
       dmax = std::max(dmax, d[j]);
     }
+    // D past float's range (c^alpha with a large alpha): blame alpha, not the scales.
+    if (!(dmax <= static_cast<double>(std::numeric_limits<float>::max())))
+      throw RangeError("alpha", "D = ((1 - lambda) c + lambda)^alpha overflows float (alpha = " + std::to_string(options_.alpha) +
+                                    ", largest D = " + std::to_string(dmax) + "): use a smaller alpha");
     std::vector<float> out(c.size());
     for (std::size_t j = 0; j < c.size(); ++j) {
       // A zero D (c_j = 0 with lambda = 0) would divide by zero in the prescale; floor it.
