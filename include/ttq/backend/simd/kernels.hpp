@@ -7,7 +7,8 @@
 //   stats         p = 1, 2, inf vectorized, bit-identical sums; other p: the oracle's loops
 //   prepare       repack into 16-row blocks of bit planes (detail/layout.hpp)
 //   forward T<=16 decode from packed codes: integer dot products on 1-3 activation limbs where
-//                 AVX-512 VNNI exists (detail/decode_vnni.hpp), else fp32 FMA (decode_fp32.hpp)
+//                 AVX-512 VNNI (detail/decode_vnni.hpp) or AVX2 (detail/decode_avx2.hpp)
+//                 exists, else fp32 FMA (decode_fp32.hpp)
 //   forward T>16  GEMM with weights dequantized while packing (detail/gemm.hpp)
 // Work is split into tasks run by the process-wide Executor (backend/parallel.hpp). The ISA is
 // the one the including translation unit is compiled for (detail/isa.hpp); without AVX-512 the
@@ -22,11 +23,13 @@
 #include "ttq/backend/backend.hpp"
 #include "ttq/backend/parallel.hpp"
 #include "ttq/backend/scalar/kernels.hpp"
+#include "ttq/backend/simd/detail/decode_avx2.hpp"
 #include "ttq/backend/simd/detail/decode_fp32.hpp"
 #include "ttq/backend/simd/detail/decode_vnni.hpp"
 #include "ttq/backend/simd/detail/gemm.hpp"
 #include "ttq/backend/simd/detail/isa.hpp"
 #include "ttq/backend/simd/detail/layout.hpp"
+#include "ttq/backend/simd/detail/limbs.hpp"
 #include "ttq/backend/simd/detail/quantize.hpp"
 #include "ttq/backend/simd/detail/stats.hpp"
 #include "ttq/core/half.hpp"
@@ -43,7 +46,8 @@ inline namespace TTQ_SIMD_NAMESPACE {
 ///   24  three int8 limbs per activation, 24 bits relative to each 128-block's largest |x'|: the
 ///       rounding error of an fp32 sum of that block (default, `Simd`)
 ///   16  two limbs; 8: one limb per 32-block (the int8-activation path, an option)
-/// Limbs need AVX-512 VNNI; elsewhere every variant runs the fp32 kernel (never less precise).
+/// Limbs need AVX-512 VNNI or AVX2 (same results on both); elsewhere every variant runs the fp32
+/// kernel (never less precise).
 template <int ActivationBits>
 struct SimdBackend {
   static_assert(ActivationBits == 8 || ActivationBits == 16 || ActivationBits == 24 || ActivationBits == 32,
@@ -162,13 +166,17 @@ struct Fp32Kernel {
     decode_block_fp32<Bits, TT>(p, a, t0, rb, y);
   }
 };
-#if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
+#if TTQ_SIMD_INTEGER_DOT != 0
 template <int L>
 struct LimbKernel {
   template <int Bits, int TT>
   struct Of {
     static void run(const SimdPrepared& p, const LimbActivations& a, Index t0, Index rb, float* y) {
+#if TTQ_SIMD_INTEGER_DOT == 2
       decode_block_vnni<Bits, L, TT>(p, a, t0, rb, y);
+#else
+      decode_block_avx2<Bits, L, TT>(p, a, t0, rb, y);
+#endif
     }
   };
 };
@@ -221,7 +229,7 @@ void forward_decode(const SimdPrepared& p, const ForwardArgs& args, const Execut
   const Index tokens = args.x.rows;
   constexpr bool kInteger = ActivationBits < 32 && kHasIntegerDot;
   if constexpr (kInteger) {
-#if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
+#if TTQ_SIMD_INTEGER_DOT == 2
     constexpr int L = ActivationBits / 8;
     thread_local LimbActivations act;
     prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
@@ -232,6 +240,20 @@ void forward_decode(const SimdPrepared& p, const ForwardArgs& args, const Execut
     for (int i = 0; i < plan.count; ++i) {
       if constexpr (L == 3) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
       else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 8, 4, 2, 1>(p.bits, plan.size[i]);
+    }
+    run_decode(p, act, plan, kernels, args, executor);
+#elif TTQ_SIMD_INTEGER_DOT == 1
+    // AVX2: 16 registers hold TT x L int32 and int16 accumulators per 8-row half.
+    constexpr int L = ActivationBits / 8;
+    thread_local LimbActivations act;
+    prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
+    static constexpr int kTiles1[] = {4, 2, 1};
+    static constexpr int kTiles[] = {2, 1};
+    const TilePlan plan = plan_tiles(tokens, L == 1 ? std::span<const int>(kTiles1) : std::span<const int>(kTiles));
+    DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
+    for (int i = 0; i < plan.count; ++i) {
+      if constexpr (L == 1) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
+      else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 2, 1>(p.bits, plan.size[i]);
     }
     run_decode(p, act, plan, kernels, args, executor);
 #endif

@@ -1,0 +1,191 @@
+// Decode (skinny GEMM, T = 1..16) from packed codes with AVX2 integer dot products on the
+// activation limbs of limbs.hpp: the AVX2 port of decode_vnni.hpp, for CPUs without AVX-512
+// VNNI (every Intel client core since Alder Lake, AMD before Zen 4).
+//
+// AVX2 has no VPDPBUSD. Its u8 x s8 product, VPMADDUBSW, multiplies the 32 code bytes of a
+// 256-bit operand (8 rows x 4 weights, the layout of layout.hpp; one 64-byte plane register is
+// two of them, rows 0-7 and 8-15) by the 4 activation digits broadcast to every row, and adds
+// adjacent pairs into 16 int16 lanes, saturating. Pair sums are exact while
+// 2 (2^b - 1) 128 <= 32767, which holds for every width b <= 7 (codes are fields of the plane
+// registers, extracted with shifts and masks, never scaled by 2^(w s) as the VNNI kernel does).
+// 8-bit codes are split into two nibbles (q = 16 h + l) whose products are summed apart. The
+// int16 pair sums of n consecutive operands are then added in int16 -- exact while
+// n 2 (2^b - 1) 128 <= 32767: n = 42, 18, 8, 4, 2, 1 for b = 2..7 and 8 per nibble -- and
+// widened once per run by VPMADDWD against ones (16 for the high nibble) into the int32
+// accumulator of the block and limb. Multiplies per operand and limb: 1 + 1/n (2 + 2/8 at 8
+// bits), so the cost falls with the width: a whole 128-block of 2-bit codes is one int16 run.
+//
+// Result: per block and limb the same exact int32 sum sum_j (q_j - z) d_lj as the VNNI kernel
+// (the zero point enters as the start value -z sum_j d_lj), then the same fp32 operations in
+// the same order (convert, times the block's step, per group times the row scale, plus the
+// offset term): the output equals the VNNI kernel's bit for bit. Rows are processed as two
+// halves of 8 (one 256-bit register each) per activation block, so a tile of TT tokens holds
+// TT x L int32 and TT x L int16 accumulators.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "ttq/backend/simd/detail/isa.hpp"
+#include "ttq/backend/simd/detail/layout.hpp"
+#include "ttq/backend/simd/detail/limbs.hpp"
+#include "ttq/core/types.hpp"
+
+namespace ttq::backend {
+inline namespace TTQ_SIMD_NAMESPACE {
+namespace simd_detail {
+
+#if TTQ_SIMD_INTEGER_DOT == 1
+
+/// Operand O (0..7) of a chunk for one 8-row half whose plane registers are `regs`: the 4
+/// codes k = 4O..4O+3 of each row, one per byte (< 2^Bits). Constant shifts and masks.
+template <int Bits, int O>
+inline __m256i operand_avx2(const __m256i* regs) {
+  if constexpr (Bits == 8) {
+    return regs[O];
+  } else {
+    __m256i result = _mm256_setzero_si256();
+    [&]<int... P>(std::integer_sequence<int, P...>) {
+      (
+          [&] {
+            constexpr PlaneSpec spec = plane_spec(Bits, P);
+            constexpr int per = 8 / spec.width;
+            constexpr int reg = plane_offset(Bits, P) + O / per;
+            constexpr int shift = spec.width * (O % per) - spec.significance;
+            constexpr std::uint32_t mask = (((1u << spec.width) - 1u) << spec.significance) * 0x01010101u;
+            __m256i part = regs[reg];
+            if constexpr (shift > 0) part = _mm256_srli_epi32(part, shift);
+            if constexpr (shift < 0) part = _mm256_slli_epi32(part, -shift);
+            part = _mm256_and_si256(part, _mm256_set1_epi32(static_cast<int>(mask)));
+            if constexpr (P == 0) result = part;
+            else result = _mm256_or_si256(result, part);
+          }(),
+          ...);
+    }(std::make_integer_sequence<int, plane_count(Bits)>{});
+    return result;
+  }
+}
+
+/// Operands whose VPMADDUBSW pair sums add exactly in int16: each pair sum is at most
+/// 2 (2^b - 1) 128 in magnitude (codes below 2^b, digits in [-128, 127]); 8-bit codes go as
+/// nibbles (b = 4).
+inline constexpr int int16_run(int bits) { return 32767 / (256 * ((1 << (bits == 8 ? 4 : bits)) - 1)); }
+
+/// The 4 activation digits at `x` in every 32-bit lane.
+inline __m256i broadcast_digits(const std::int8_t* x) {
+  std::int32_t four;
+  std::memcpy(&four, x, 4);
+  return _mm256_set1_epi32(four);
+}
+
+/// y[t][16 rows of block rb] for tokens [t0, t0 + TT) with L activation limbs (see the file
+/// comment).
+template <int Bits, int L, int TT>
+void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0, Index rb, float* y_tile) {
+  constexpr bool kNibbles = Bits == 8;
+  constexpr int kRun = int16_run(Bits);
+  // Runs end inside a chunk (every kRunOps operands, a divisor of 8) or after kRunChunks chunks.
+  constexpr int kRunOps = kRun >= 8 ? 8 : (kRun >= 4 ? 4 : (kRun >= 2 ? 2 : 1));
+  constexpr int kRunChunks = kRun >= 8 ? kRun / 8 : 1;
+  constexpr int kHi = kNibbles ? TT : 1;  // high-nibble runs (8-bit codes only)
+  const Index chunks = p.chunks_per_group();
+  const std::size_t chunk_bytes = p.chunk_bytes();
+  const bool integer_zero = p.integer_zero();
+  const Index block_bytes = a.block_bytes();
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i sixteen = _mm256_set1_epi16(16);
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  __m256 y[TT][2];
+  for (int t = 0; t < TT; ++t) y[t][0] = y[t][1] = _mm256_setzero_ps();
+  for (Index g = 0; g < p.groups; ++g) {
+    const std::size_t pi = p.param_index(rb, g);
+    const std::uint8_t* codes = p.block_codes(rb, g);
+    __m256 group_acc[TT][2];
+    for (int t = 0; t < TT; ++t) group_acc[t][0] = group_acc[t][1] = _mm256_setzero_ps();
+    for (Index b = 0; b < a.blocks_per_group; ++b) {
+      const Index bi = g * a.blocks_per_group + b;
+      const Index c_begin = b * a.block_chunks, c_end = std::min(chunks, c_begin + a.block_chunks);
+      const std::int8_t* digits[TT];
+      for (int t = 0; t < TT; ++t) digits[t] = a.block_digits(t0 + t, bi);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i zero = integer_zero
+                                 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.zeros.data() + pi + 8 * h)))
+                                 : _mm256_setzero_si256();
+        __m256i acc[TT][L], run[TT][L], run_hi[kHi][L];
+        for (int t = 0; t < TT; ++t) {
+          const std::int32_t* neg = a.block_neg_sums(t0 + t, bi);
+          for (int l = 0; l < L; ++l) {
+            acc[t][l] = _mm256_mullo_epi32(zero, _mm256_set1_epi32(neg[l]));
+            run[t][l] = _mm256_setzero_si256();
+            if constexpr (kNibbles) run_hi[t][l] = _mm256_setzero_si256();
+          }
+        }
+        auto flush = [&] {
+          for (int t = 0; t < TT; ++t)
+            for (int l = 0; l < L; ++l) {
+              acc[t][l] = _mm256_add_epi32(acc[t][l], _mm256_madd_epi16(run[t][l], ones));
+              run[t][l] = _mm256_setzero_si256();
+              if constexpr (kNibbles) {
+                acc[t][l] = _mm256_add_epi32(acc[t][l], _mm256_madd_epi16(run_hi[t][l], sixteen));
+                run_hi[t][l] = _mm256_setzero_si256();
+              }
+            }
+        };
+        int pending = 0;  // chunks in the open run (runs of whole chunks)
+        for (Index c = c_begin; c < c_end; ++c) {
+          const std::uint8_t* chunk = codes + static_cast<std::size_t>(c) * chunk_bytes + 32 * h;
+          __m256i regs[Bits];
+          for (int m = 0; m < Bits; ++m) regs[m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + m * 64));
+          const Index offset = (c - c_begin) * kChunk;
+          [&]<int... O>(std::integer_sequence<int, O...>) {
+            (
+                [&] {
+                  const __m256i op = operand_avx2<Bits, O>(regs);
+                  const __m256i lo = kNibbles ? _mm256_and_si256(op, low_nibbles) : op;
+                  const __m256i hi = kNibbles ? _mm256_and_si256(_mm256_srli_epi16(op, 4), low_nibbles) : op;
+                  for (int t = 0; t < TT; ++t)
+                    for (int l = 0; l < L; ++l) {
+                      const __m256i x = broadcast_digits(digits[t] + l * block_bytes + offset + 4 * O);
+                      run[t][l] = _mm256_add_epi16(run[t][l], _mm256_maddubs_epi16(lo, x));
+                      if constexpr (kNibbles) run_hi[t][l] = _mm256_add_epi16(run_hi[t][l], _mm256_maddubs_epi16(hi, x));
+                    }
+                  if constexpr (kRunOps < 8 && (O + 1) % kRunOps == 0) flush();
+                }(),
+                ...);
+          }(std::make_integer_sequence<int, 8>{});
+          if constexpr (kRunOps == 8) {
+            if (++pending == kRunChunks) {
+              flush();
+              pending = 0;
+            }
+          }
+        }
+        if (pending > 0) flush();
+        for (int t = 0; t < TT; ++t) {
+          const float* steps = a.block_steps(t0 + t, bi);
+          for (int l = 0; l < L; ++l)
+            group_acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][l]), _mm256_set1_ps(steps[l]), group_acc[t][h]);
+        }
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 scale = _mm256_load_ps(p.scales.data() + pi + 8 * h);
+      for (int t = 0; t < TT; ++t) y[t][h] = _mm256_fmadd_ps(group_acc[t][h], scale, y[t][h]);
+      if (!integer_zero) {
+        const __m256 offset = _mm256_load_ps(p.offsets.data() + pi + 8 * h);
+        for (int t = 0; t < TT; ++t)
+          y[t][h] = _mm256_fmadd_ps(offset, _mm256_set1_ps(a.sums[static_cast<std::size_t>((t0 + t) * a.groups + g)]), y[t][h]);
+      }
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int h = 0; h < 2; ++h) _mm256_storeu_ps(y_tile + t * kRowBlock + 8 * h, y[t][h]);
+}
+
+#endif  // TTQ_SIMD_INTEGER_DOT == 1
+
+}  // namespace simd_detail
+}  // namespace TTQ_SIMD_NAMESPACE
+}  // namespace ttq::backend
