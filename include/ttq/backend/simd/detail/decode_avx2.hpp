@@ -39,6 +39,10 @@ namespace simd_detail {
 
 #if TTQ_SIMD_INTEGER_DOT == 1
 
+#ifndef TTQ_AVX2_BOTH_HALVES_MAX
+#define TTQ_AVX2_BOTH_HALVES_MAX 12
+#endif
+
 /// Operand O (0..7) of a chunk for one 8-row half whose plane registers are `regs`: the 4
 /// codes k = 4O..4O+3 of each row, one per byte (< 2^Bits). Constant shifts and masks.
 template <int Bits, int O>
@@ -73,12 +77,25 @@ inline __m256i operand_avx2(const __m256i* regs) {
 /// nibbles (b = 4).
 inline constexpr int int16_run(int bits) { return 32767 / (256 * ((1 << (bits == 8 ? 4 : bits)) - 1)); }
 
+/// An optimisation barrier on an accumulator: GCC 12 otherwise reassociates the unrolled int16
+/// sums of a run into trees whose partial products outnumber the 16 registers (spills).
+inline void accumulate_in_order(__m256i& v) {
+#if defined(__GNUC__)
+  __asm__("" : "+x"(v));
+#else
+  (void)v;
+#endif
+}
+
 /// The 4 activation digits at `x` in every 32-bit lane.
 inline __m256i broadcast_digits(const std::int8_t* x) {
   std::int32_t four;
   std::memcpy(&four, x, 4);
   return _mm256_set1_epi32(four);
 }
+
+/// Accumulators (int32 and int16, per tile) up to which both halves share one pass.
+inline constexpr int kBothHalvesMax = TTQ_AVX2_BOTH_HALVES_MAX;
 
 /// y[t][16 rows of block rb] for tokens [t0, t0 + TT) with L activation limbs (see the file
 /// comment).
@@ -90,6 +107,9 @@ void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0
   constexpr int kRunOps = kRun >= 8 ? 8 : (kRun >= 4 ? 4 : (kRun >= 2 ? 2 : 1));
   constexpr int kRunChunks = kRun >= 8 ? kRun / 8 : 1;
   constexpr int kHi = kNibbles ? TT : 1;  // high-nibble runs (8-bit codes only)
+  // Both 8-row halves in one pass (one broadcast of the digits feeds two products) where the
+  // accumulators fit the 16 registers; else one half after the other.
+  constexpr int kHalves = TT * L * (kNibbles ? 3 : 2) <= kBothHalvesMax ? 2 : 1;
   const Index chunks = p.chunks_per_group();
   const std::size_t chunk_bytes = p.chunk_bytes();
   const bool integer_zero = p.integer_zero();
@@ -109,47 +129,60 @@ void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0
       const Index c_begin = b * a.block_chunks, c_end = std::min(chunks, c_begin + a.block_chunks);
       const std::int8_t* digits[TT];
       for (int t = 0; t < TT; ++t) digits[t] = a.block_digits(t0 + t, bi);
-      for (int h = 0; h < 2; ++h) {
-        const __m256i zero = integer_zero
-                                 ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.zeros.data() + pi + 8 * h)))
-                                 : _mm256_setzero_si256();
-        __m256i acc[TT][L], run[TT][L], run_hi[kHi][L];
-        for (int t = 0; t < TT; ++t) {
-          const std::int32_t* neg = a.block_neg_sums(t0 + t, bi);
-          for (int l = 0; l < L; ++l) {
-            acc[t][l] = _mm256_mullo_epi32(zero, _mm256_set1_epi32(neg[l]));
-            run[t][l] = _mm256_setzero_si256();
-            if constexpr (kNibbles) run_hi[t][l] = _mm256_setzero_si256();
+      for (int h0 = 0; h0 < 2; h0 += kHalves) {
+        __m256i acc[TT][L][kHalves], run[TT][L][kHalves], run_hi[kHi][L][kHalves];
+        for (int h = 0; h < kHalves; ++h) {
+          const __m256i zero =
+              integer_zero ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.zeros.data() + pi + 8 * (h0 + h))))
+                           : _mm256_setzero_si256();
+          for (int t = 0; t < TT; ++t) {
+            const std::int32_t* neg = a.block_neg_sums(t0 + t, bi);
+            for (int l = 0; l < L; ++l) {
+              acc[t][l][h] = _mm256_mullo_epi32(zero, _mm256_set1_epi32(neg[l]));
+              run[t][l][h] = _mm256_setzero_si256();
+              if constexpr (kNibbles) run_hi[t][l][h] = _mm256_setzero_si256();
+            }
           }
         }
         auto flush = [&] {
           for (int t = 0; t < TT; ++t)
-            for (int l = 0; l < L; ++l) {
-              acc[t][l] = _mm256_add_epi32(acc[t][l], _mm256_madd_epi16(run[t][l], ones));
-              run[t][l] = _mm256_setzero_si256();
-              if constexpr (kNibbles) {
-                acc[t][l] = _mm256_add_epi32(acc[t][l], _mm256_madd_epi16(run_hi[t][l], sixteen));
-                run_hi[t][l] = _mm256_setzero_si256();
+            for (int l = 0; l < L; ++l)
+              for (int h = 0; h < kHalves; ++h) {
+                acc[t][l][h] = _mm256_add_epi32(acc[t][l][h], _mm256_madd_epi16(run[t][l][h], ones));
+                run[t][l][h] = _mm256_setzero_si256();
+                if constexpr (kNibbles) {
+                  acc[t][l][h] = _mm256_add_epi32(acc[t][l][h], _mm256_madd_epi16(run_hi[t][l][h], sixteen));
+                  run_hi[t][l][h] = _mm256_setzero_si256();
+                }
               }
-            }
         };
         int pending = 0;  // chunks in the open run (runs of whole chunks)
         for (Index c = c_begin; c < c_end; ++c) {
-          const std::uint8_t* chunk = codes + static_cast<std::size_t>(c) * chunk_bytes + 32 * h;
-          __m256i regs[Bits];
-          for (int m = 0; m < Bits; ++m) regs[m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + m * 64));
+          const std::uint8_t* chunk = codes + static_cast<std::size_t>(c) * chunk_bytes + 32 * h0;
+          __m256i regs[kHalves][Bits];
+          for (int h = 0; h < kHalves; ++h)
+            for (int m = 0; m < Bits; ++m) regs[h][m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + m * 64 + 32 * h));
           const Index offset = (c - c_begin) * kChunk;
           [&]<int... O>(std::integer_sequence<int, O...>) {
             (
                 [&] {
-                  const __m256i op = operand_avx2<Bits, O>(regs);
-                  const __m256i lo = kNibbles ? _mm256_and_si256(op, low_nibbles) : op;
-                  const __m256i hi = kNibbles ? _mm256_and_si256(_mm256_srli_epi16(op, 4), low_nibbles) : op;
+                  __m256i lo[kHalves], hi[kHalves];
+                  for (int h = 0; h < kHalves; ++h) {
+                    const __m256i op = operand_avx2<Bits, O>(regs[h]);
+                    lo[h] = kNibbles ? _mm256_and_si256(op, low_nibbles) : op;
+                    hi[h] = kNibbles ? _mm256_and_si256(_mm256_srli_epi16(op, 4), low_nibbles) : op;
+                  }
                   for (int t = 0; t < TT; ++t)
                     for (int l = 0; l < L; ++l) {
                       const __m256i x = broadcast_digits(digits[t] + l * block_bytes + offset + 4 * O);
-                      run[t][l] = _mm256_add_epi16(run[t][l], _mm256_maddubs_epi16(lo, x));
-                      if constexpr (kNibbles) run_hi[t][l] = _mm256_add_epi16(run_hi[t][l], _mm256_maddubs_epi16(hi, x));
+                      for (int h = 0; h < kHalves; ++h) {
+                        run[t][l][h] = _mm256_add_epi16(run[t][l][h], _mm256_maddubs_epi16(lo[h], x));
+                        accumulate_in_order(run[t][l][h]);
+                        if constexpr (kNibbles) {
+                          run_hi[t][l][h] = _mm256_add_epi16(run_hi[t][l][h], _mm256_maddubs_epi16(hi[h], x));
+                          accumulate_in_order(run_hi[t][l][h]);
+                        }
+                      }
                     }
                   if constexpr (kRunOps < 8 && (O + 1) % kRunOps == 0) flush();
                 }(),
@@ -165,8 +198,10 @@ void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0
         if (pending > 0) flush();
         for (int t = 0; t < TT; ++t) {
           const float* steps = a.block_steps(t0 + t, bi);
-          for (int l = 0; l < L; ++l)
-            group_acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][l]), _mm256_set1_ps(steps[l]), group_acc[t][h]);
+          for (int h = 0; h < kHalves; ++h)
+            for (int l = 0; l < L; ++l)
+              group_acc[t][h0 + h] =
+                  _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][l][h]), _mm256_set1_ps(steps[l]), group_acc[t][h0 + h]);
         }
       }
     }
