@@ -39,10 +39,6 @@ namespace simd_detail {
 
 #if TTQ_SIMD_INTEGER_DOT == 1
 
-#ifndef TTQ_AVX2_BOTH_HALVES_MAX
-#define TTQ_AVX2_BOTH_HALVES_MAX 12
-#endif
-
 /// Operand O (0..7) of a chunk for one 8-row half whose plane registers are `regs`: the 4
 /// codes k = 4O..4O+3 of each row, one per byte (< 2^Bits). Constant shifts and masks.
 template <int Bits, int O>
@@ -72,6 +68,14 @@ inline __m256i operand_avx2(const __m256i* regs) {
   }
 }
 
+// The kernel's lambdas must inline: an out-of-line one takes the accumulators by reference,
+// through memory.
+#if defined(__GNUC__)
+#define TTQ_AVX2_INLINE __attribute__((always_inline))
+#else
+#define TTQ_AVX2_INLINE
+#endif
+
 /// Operands whose VPMADDUBSW pair sums add exactly in int16: each pair sum is at most
 /// 2 (2^b - 1) 128 in magnitude (codes below 2^b, digits in [-128, 127]); 8-bit codes go as
 /// nibbles (b = 4).
@@ -94,115 +98,151 @@ inline __m256i broadcast_digits(const std::int8_t* x) {
   return _mm256_set1_epi32(four);
 }
 
-/// Accumulators (int32 and int16, per tile) up to which both halves share one pass.
-inline constexpr int kBothHalvesMax = TTQ_AVX2_BOTH_HALVES_MAX;
+/// Both 8-row halves share one pass (one broadcast of the digits feeds two products) while
+/// the tile's int32 and int16 accumulators for both halves number at most this many (of 16
+/// registers; the rest hold codes, operands and digits); else one half at a time.
+inline constexpr int kBothHalvesMax = 12;
 
-/// y[t][16 rows of block rb] for tokens [t0, t0 + TT) with L activation limbs (see the file
-/// comment).
-template <int Bits, int L, int TT>
-void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0, Index rb, float* y_tile) {
+/// acc[t][l][h] += sum over the chunks of one activation block of (codes x digits), exactly:
+/// int16 runs of VPMADDUBSW pair sums (int16_run), widened by VPMADDWD. `chunk` is the block's
+/// first chunk, already offset to the first half of the pass; kChunks > 0 is the chunk count at
+/// compile time (whole blocks: every run boundary is then known), 0 = `chunks` at run time.
+template <int Bits, int L, int TT, int kHalves, int kChunks>
+inline void block_products(const std::uint8_t* chunk, std::size_t chunk_bytes, Index chunks, const std::int8_t* const* digits,
+                           Index block_bytes, __m256i (&acc)[TT][L][kHalves]) {
   constexpr bool kNibbles = Bits == 8;
   constexpr int kRun = int16_run(Bits);
   // Runs end inside a chunk (every kRunOps operands, a divisor of 8) or after kRunChunks chunks.
   constexpr int kRunOps = kRun >= 8 ? 8 : (kRun >= 4 ? 4 : (kRun >= 2 ? 2 : 1));
   constexpr int kRunChunks = kRun >= 8 ? kRun / 8 : 1;
   constexpr int kHi = kNibbles ? TT : 1;  // high-nibble runs (8-bit codes only)
-  // Both 8-row halves in one pass (one broadcast of the digits feeds two products) where the
-  // accumulators fit the 16 registers; else one half after the other.
-  constexpr int kHalves = TT * L * (kNibbles ? 3 : 2) <= kBothHalvesMax ? 2 : 1;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i sixteen = _mm256_set1_epi16(16);
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  __m256i run[TT][L][kHalves], run_hi[kHi][L][kHalves];
+  for (int t = 0; t < TT; ++t)
+    for (int l = 0; l < L; ++l)
+      for (int h = 0; h < kHalves; ++h) {
+        run[t][l][h] = _mm256_setzero_si256();
+        if constexpr (kNibbles) run_hi[t][l][h] = _mm256_setzero_si256();
+      }
+  auto flush = [&]() TTQ_AVX2_INLINE {
+    for (int t = 0; t < TT; ++t)
+      for (int l = 0; l < L; ++l)
+        for (int h = 0; h < kHalves; ++h) {
+          acc[t][l][h] = _mm256_add_epi32(acc[t][l][h], _mm256_madd_epi16(run[t][l][h], ones));
+          run[t][l][h] = _mm256_setzero_si256();
+          if constexpr (kNibbles) {
+            acc[t][l][h] = _mm256_add_epi32(acc[t][l][h], _mm256_madd_epi16(run_hi[t][l][h], sixteen));
+            run_hi[t][l][h] = _mm256_setzero_si256();
+          }
+        }
+  };
+  auto products = [&](Index c) TTQ_AVX2_INLINE {
+    const std::uint8_t* here = chunk + static_cast<std::size_t>(c) * chunk_bytes;
+    __m256i regs[kHalves][Bits];
+    for (int h = 0; h < kHalves; ++h)
+      for (int m = 0; m < Bits; ++m) regs[h][m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(here + m * 64 + 32 * h));
+    const Index offset = c * kChunk;
+    [&]<int... O>(std::integer_sequence<int, O...>) TTQ_AVX2_INLINE {
+      (
+          [&]() TTQ_AVX2_INLINE {
+            __m256i lo[kHalves], hi[kHalves];
+            for (int h = 0; h < kHalves; ++h) {
+              const __m256i op = operand_avx2<Bits, O>(regs[h]);
+              lo[h] = kNibbles ? _mm256_and_si256(op, low_nibbles) : op;
+              hi[h] = kNibbles ? _mm256_and_si256(_mm256_srli_epi16(op, 4), low_nibbles) : op;
+            }
+            for (int t = 0; t < TT; ++t)
+              for (int l = 0; l < L; ++l) {
+                const __m256i x = broadcast_digits(digits[t] + l * block_bytes + offset + 4 * O);
+                for (int h = 0; h < kHalves; ++h) {
+                  run[t][l][h] = _mm256_add_epi16(run[t][l][h], _mm256_maddubs_epi16(lo[h], x));
+                  accumulate_in_order(run[t][l][h]);
+                  if constexpr (kNibbles) {
+                    run_hi[t][l][h] = _mm256_add_epi16(run_hi[t][l][h], _mm256_maddubs_epi16(hi[h], x));
+                    accumulate_in_order(run_hi[t][l][h]);
+                  }
+                }
+              }
+            if constexpr (kRunOps < 8 && (O + 1) % kRunOps == 0) flush();
+          }(),
+          ...);
+    }(std::make_integer_sequence<int, 8>{});
+  };
+  if constexpr (kChunks > 0) {
+    [&]<int... C>(std::integer_sequence<int, C...>) TTQ_AVX2_INLINE {
+      (
+          [&]() TTQ_AVX2_INLINE {
+            products(C);
+            if constexpr (kRunOps == 8 && ((C + 1) % kRunChunks == 0 || C + 1 == kChunks)) flush();
+          }(),
+          ...);
+    }(std::make_integer_sequence<int, kChunks>{});
+  } else {
+    int pending = 0;  // chunks in the open run (runs of whole chunks)
+    for (Index c = 0; c < chunks; ++c) {
+      products(c);
+      if constexpr (kRunOps == 8) {
+        if (++pending == kRunChunks) {
+          flush();
+          pending = 0;
+        }
+      }
+    }
+    if (pending > 0) flush();
+  }
+}
+
+/// y[t][16 rows of block rb] for tokens [t0, t0 + TT) with L activation limbs (see the file
+/// comment).
+template <int Bits, int L, int TT>
+void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0, Index rb, float* y_tile) {
+  constexpr int kHalves = 2 * TT * L * (Bits == 8 ? 3 : 2) <= kBothHalvesMax ? 2 : 1;
+  constexpr int kFull = static_cast<int>(limb_block_chunks(L));  // chunks of a whole block
   const Index chunks = p.chunks_per_group();
   const std::size_t chunk_bytes = p.chunk_bytes();
   const bool integer_zero = p.integer_zero();
   const Index block_bytes = a.block_bytes();
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i sixteen = _mm256_set1_epi16(16);
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  const std::int8_t* digits0[TT];  // block 0 of each token; blocks follow at L * block_bytes
+  const std::int32_t* neg0[TT];
+  const float* steps0[TT];
+  for (int t = 0; t < TT; ++t) {
+    digits0[t] = a.block_digits(t0 + t, 0);
+    neg0[t] = a.block_neg_sums(t0 + t, 0);
+    steps0[t] = a.block_steps(t0 + t, 0);
+  }
   __m256 y[TT][2];
   for (int t = 0; t < TT; ++t) y[t][0] = y[t][1] = _mm256_setzero_ps();
   for (Index g = 0; g < p.groups; ++g) {
     const std::size_t pi = p.param_index(rb, g);
     const std::uint8_t* codes = p.block_codes(rb, g);
+    __m256i zero[2];
+    for (int h = 0; h < 2; ++h)
+      zero[h] = integer_zero ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.zeros.data() + pi + 8 * h)))
+                             : _mm256_setzero_si256();
     __m256 group_acc[TT][2];
     for (int t = 0; t < TT; ++t) group_acc[t][0] = group_acc[t][1] = _mm256_setzero_ps();
     for (Index b = 0; b < a.blocks_per_group; ++b) {
       const Index bi = g * a.blocks_per_group + b;
       const Index c_begin = b * a.block_chunks, c_end = std::min(chunks, c_begin + a.block_chunks);
       const std::int8_t* digits[TT];
-      for (int t = 0; t < TT; ++t) digits[t] = a.block_digits(t0 + t, bi);
+      for (int t = 0; t < TT; ++t) digits[t] = digits0[t] + bi * L * block_bytes;
       for (int h0 = 0; h0 < 2; h0 += kHalves) {
-        __m256i acc[TT][L][kHalves], run[TT][L][kHalves], run_hi[kHi][L][kHalves];
-        for (int h = 0; h < kHalves; ++h) {
-          const __m256i zero =
-              integer_zero ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p.zeros.data() + pi + 8 * (h0 + h))))
-                           : _mm256_setzero_si256();
-          for (int t = 0; t < TT; ++t) {
-            const std::int32_t* neg = a.block_neg_sums(t0 + t, bi);
-            for (int l = 0; l < L; ++l) {
-              acc[t][l][h] = _mm256_mullo_epi32(zero, _mm256_set1_epi32(neg[l]));
-              run[t][l][h] = _mm256_setzero_si256();
-              if constexpr (kNibbles) run_hi[t][l][h] = _mm256_setzero_si256();
-            }
-          }
-        }
-        auto flush = [&] {
-          for (int t = 0; t < TT; ++t)
-            for (int l = 0; l < L; ++l)
-              for (int h = 0; h < kHalves; ++h) {
-                acc[t][l][h] = _mm256_add_epi32(acc[t][l][h], _mm256_madd_epi16(run[t][l][h], ones));
-                run[t][l][h] = _mm256_setzero_si256();
-                if constexpr (kNibbles) {
-                  acc[t][l][h] = _mm256_add_epi32(acc[t][l][h], _mm256_madd_epi16(run_hi[t][l][h], sixteen));
-                  run_hi[t][l][h] = _mm256_setzero_si256();
-                }
-              }
-        };
-        int pending = 0;  // chunks in the open run (runs of whole chunks)
-        for (Index c = c_begin; c < c_end; ++c) {
-          const std::uint8_t* chunk = codes + static_cast<std::size_t>(c) * chunk_bytes + 32 * h0;
-          __m256i regs[kHalves][Bits];
-          for (int h = 0; h < kHalves; ++h)
-            for (int m = 0; m < Bits; ++m) regs[h][m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(chunk + m * 64 + 32 * h));
-          const Index offset = (c - c_begin) * kChunk;
-          [&]<int... O>(std::integer_sequence<int, O...>) {
-            (
-                [&] {
-                  __m256i lo[kHalves], hi[kHalves];
-                  for (int h = 0; h < kHalves; ++h) {
-                    const __m256i op = operand_avx2<Bits, O>(regs[h]);
-                    lo[h] = kNibbles ? _mm256_and_si256(op, low_nibbles) : op;
-                    hi[h] = kNibbles ? _mm256_and_si256(_mm256_srli_epi16(op, 4), low_nibbles) : op;
-                  }
-                  for (int t = 0; t < TT; ++t)
-                    for (int l = 0; l < L; ++l) {
-                      const __m256i x = broadcast_digits(digits[t] + l * block_bytes + offset + 4 * O);
-                      for (int h = 0; h < kHalves; ++h) {
-                        run[t][l][h] = _mm256_add_epi16(run[t][l][h], _mm256_maddubs_epi16(lo[h], x));
-                        accumulate_in_order(run[t][l][h]);
-                        if constexpr (kNibbles) {
-                          run_hi[t][l][h] = _mm256_add_epi16(run_hi[t][l][h], _mm256_maddubs_epi16(hi[h], x));
-                          accumulate_in_order(run_hi[t][l][h]);
-                        }
-                      }
-                    }
-                  if constexpr (kRunOps < 8 && (O + 1) % kRunOps == 0) flush();
-                }(),
-                ...);
-          }(std::make_integer_sequence<int, 8>{});
-          if constexpr (kRunOps == 8) {
-            if (++pending == kRunChunks) {
-              flush();
-              pending = 0;
-            }
-          }
-        }
-        if (pending > 0) flush();
-        for (int t = 0; t < TT; ++t) {
-          const float* steps = a.block_steps(t0 + t, bi);
+        __m256i acc[TT][L][kHalves];
+        for (int t = 0; t < TT; ++t)
+          for (int l = 0; l < L; ++l)
+            for (int h = 0; h < kHalves; ++h) acc[t][l][h] = _mm256_mullo_epi32(zero[h0 + h], _mm256_set1_epi32(neg0[t][bi * L + l]));
+        const std::uint8_t* first = codes + static_cast<std::size_t>(c_begin) * chunk_bytes + 32 * h0;
+        if (c_end - c_begin == kFull)
+          block_products<Bits, L, TT, kHalves, kFull>(first, chunk_bytes, kFull, digits, block_bytes, acc);
+        else
+          block_products<Bits, L, TT, kHalves, 0>(first, chunk_bytes, c_end - c_begin, digits, block_bytes, acc);
+        for (int t = 0; t < TT; ++t)
           for (int h = 0; h < kHalves; ++h)
             for (int l = 0; l < L; ++l)
               group_acc[t][h0 + h] =
-                  _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][l][h]), _mm256_set1_ps(steps[l]), group_acc[t][h0 + h]);
-        }
+                  _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][l][h]), _mm256_set1_ps(steps0[t][bi * L + l]), group_acc[t][h0 + h]);
       }
     }
     for (int h = 0; h < 2; ++h) {
@@ -218,6 +258,8 @@ void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0
   for (int t = 0; t < TT; ++t)
     for (int h = 0; h < 2; ++h) _mm256_storeu_ps(y_tile + t * kRowBlock + 8 * h, y[t][h]);
 }
+
+#undef TTQ_AVX2_INLINE
 
 #endif  // TTQ_SIMD_INTEGER_DOT == 1
 
