@@ -18,9 +18,17 @@
 // Result: per block and limb the same exact int32 sum sum_j (q_j - z) d_lj as the VNNI kernel
 // (the zero point enters as the start value -z sum_j d_lj), then the same fp32 operations in
 // the same order (convert, times the block's step, per group times the row scale, plus the
-// offset term): the output equals the VNNI kernel's bit for bit. Rows are processed as two
-// halves of 8 (one 256-bit register each) per activation block, so a tile of TT tokens holds
-// TT x L int32 and TT x L int16 accumulators.
+// offset term): the output equals the VNNI kernel's bit for bit. Rows are two halves of 8 (one
+// 256-bit register each); a tile of TT tokens holds TT x L int32 and TT x L int16 accumulators
+// per half, and both halves share one pass (one digit broadcast feeds two products) where
+// those fit the 16 registers. Whole activation blocks (1 chunk for one limb, 4 for more) are
+// unrolled at compile time, so every int16 run boundary is static.
+//
+// Cost on AVX2: VPMADDUBSW and VPMADDWD issue on two ports (Zen 3, and Intel since Haswell),
+// and each limb needs one per 4 weights x 8 rows, so the kernel is compute-bound on AVX2 well
+// before memory speed: from cache, for 2-4-bit codes one limb (SimdInt8) runs about 2x faster
+// than the fp32 kernel and three limbs (Simd) about 1.4-1.7x; 8-bit codes (two nibble products)
+// about as fast as the fp32 kernel (docs/performance.md, "AVX2").
 #pragma once
 
 #include <algorithm>
@@ -198,7 +206,9 @@ inline void block_products(const std::uint8_t* chunk, std::size_t chunk_bytes, I
 /// comment).
 template <int Bits, int L, int TT>
 void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0, Index rb, float* y_tile) {
-  constexpr int kHalves = 2 * TT * L * (Bits == 8 ? 3 : 2) <= kBothHalvesMax ? 2 : 1;
+  // 8-bit codes take one half at a time: their 16 plane registers per pass and the nibble
+  // runs ran about 1.4x (T = 1, one limb: 2x) slower with both halves (measured, cold 4096x4096).
+  constexpr int kHalves = (Bits != 8 && 2 * TT * L * 2 <= kBothHalvesMax) ? 2 : 1;
   constexpr int kFull = static_cast<int>(limb_block_chunks(L));  // chunks of a whole block
   const Index chunks = p.chunks_per_group();
   const std::size_t chunk_bytes = p.chunk_bytes();
