@@ -43,9 +43,10 @@ inline namespace TTQ_SIMD_NAMESPACE {
 namespace simd_detail {
 /// Whether decode of `tokens` tokens of `bits`-bit codes with `limbs` activation limbs takes
 /// the integer kernel here; else the fp32 kernel, which is never less precise. AVX-512 VNNI:
-/// always. AVX2: where it is faster (docs/performance.md, "AVX2"): a VPMADDUBSW per limb and
-/// token, where the fp32 kernel shares its code conversion between tokens, so three limbs
-/// serve one token only, and 8-bit codes (two nibble products per limb) one limb only.
+/// always. AVX2: where it is faster (docs/performance.md, "AVX2 integer decode"): it spends a
+/// VPMADDUBSW per limb and token, where the fp32 kernel shares its code conversion between
+/// tokens, so three limbs serve one token only, and 8-bit codes (two nibble products per
+/// limb) one limb only.
 constexpr bool integer_decode_policy(int limbs, int bits, Index tokens) {
 #if TTQ_SIMD_INTEGER_DOT == 2
   (void)limbs, (void)bits, (void)tokens;

@@ -28,7 +28,7 @@
 // and each limb needs one per 4 weights x 8 rows, so the kernel is compute-bound on AVX2 well
 // before memory speed: from cache, for 2-4-bit codes one limb (SimdInt8) runs about 2x faster
 // than the fp32 kernel and three limbs (Simd) about 1.4-1.7x; 8-bit codes (two nibble products)
-// about as fast as the fp32 kernel (docs/performance.md, "AVX2").
+// about as fast as the fp32 kernel (docs/performance.md, "AVX2 integer decode").
 #pragma once
 
 #include <algorithm>
