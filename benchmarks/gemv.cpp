@@ -1,4 +1,4 @@
-// ttq_bench_gemv: decode (T = 1, 4, 16 tokens) with TTQ's packed weights next to Eigen's fp32
+// ttq_bench_gemv: decode (T = 1, 2, 4, 16 tokens) with TTQ's packed weights next to Eigen's fp32
 // product of the same shape, in one binary and one run. Weights are "cold": every iteration
 // uses the next of enough distinct copies to fill 256 MiB, so each step streams its weights
 // from DRAM as real decode does. Counters: weight_GB_per_s (bytes of the decode-ready weights,
@@ -151,7 +151,7 @@ void register_cases() {
                                           : std::vector<Shape>{{4096, 4096}, {11008, 4096}, {4096, 11008}, {1024, 1024}, {576, 1536}};
   const std::vector<int> all_bits = quick ? std::vector<int>{4} : std::vector<int>{2, 3, 4, 8};
   const std::vector<Index> groups = quick ? std::vector<Index>{128} : std::vector<Index>{128, 32};
-  const std::vector<Index> tokens = quick ? std::vector<Index>{1} : std::vector<Index>{1, 4, 16};
+  const std::vector<Index> tokens = quick ? std::vector<Index>{1} : std::vector<Index>{1, 2, 4, 16};
   const std::vector<int> thread_counts = quick ? std::vector<int>{1} : std::vector<int>{1, 2};
   for (Shape s : shapes)
     for (int threads : thread_counts)

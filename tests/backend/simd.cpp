@@ -84,7 +84,17 @@ Bound forward_bound(const QuantizedMatrix& q, ConstMatrixView x, std::span<const
   const double c_sum = 2e-6 * std::sqrt(static_cast<double>(d_in)) + 1e-6;
   double e_l = 0.0;
   Index block = 0;
-  const bool integer = !prefill && activation_bits < 32 && backend::SimdBackend<24>::integer_decode && q.format != FormatKind::nf4;
+  // Which kernel this call runs (per call: on AVX2 the fp32 kernel serves some widths and token
+  // counts, see integer_decode_policy).
+  auto integer_for = [&](int bits, Index tokens) {
+    switch (activation_bits) {
+      case 8: return backend::SimdBackend<8>::integer_decode_for(bits, tokens);
+      case 16: return backend::SimdBackend<16>::integer_decode_for(bits, tokens);
+      case 24: return backend::SimdBackend<24>::integer_decode_for(bits, tokens);
+      default: return false;
+    }
+  };
+  const bool integer = !prefill && q.format != FormatKind::nf4 && integer_for(q.bits, t_count);
   if (integer) {
     const int limbs = activation_bits / 8;
     e_l = 0.5 / (limbs == 1 ? 127.0 : limbs == 2 ? 32639.0 : 8355711.0);
@@ -139,11 +149,23 @@ Bound forward_bound(const QuantizedMatrix& q, ConstMatrixView x, std::span<const
 }
 
 template <class Simd>
+void check_forward_with(const QuantizedMatrix& q, const RowMatrix& x, const std::vector<float>& inv, std::uint32_t seed, Index rank,
+                        bool with_bias);
+
+template <class Simd>
 void check_forward_against_oracle(const QuantizedMatrix& q, Index tokens, std::uint32_t seed, Index rank, bool with_bias) {
   const RowMatrix x = test::outlier_activations(tokens, q.cols, 3, seed);
   const std::vector<float> d = test::lognormal_scales(q.cols, seed + 1);
   std::vector<float> inv(d.size());
   for (std::size_t j = 0; j < d.size(); ++j) inv[j] = 1.0f / d[j];
+  check_forward_with<Simd>(q, x, inv, seed, rank, with_bias);
+}
+
+/// forward(Simd) on given activations against the oracle, within the bound above.
+template <class Simd>
+void check_forward_with(const QuantizedMatrix& q, const RowMatrix& x, const std::vector<float>& inv, std::uint32_t seed, Index rank,
+                        bool with_bias) {
+  const Index tokens = x.rows();
   const RowMatrix a = test::normal_matrix(rank, q.cols, seed + 2, 0.05f);
   const RowMatrix b = test::normal_matrix(q.rows, rank, seed + 3, 0.05f);
   std::vector<float> bias;
@@ -374,6 +396,113 @@ TEST_CASE("SIMD forward covers every token count of the decode tiles and the pre
       const QuantizedMatrix qb = backend::quantize(backend::Scalar{}, QuantConfig{bits, layout.group, FormatKind::offset_asymmetric, 1.0f},
                                                    test::normal_matrix(layout.rows, layout.cols, 5u), {}, {});
       check_forward_against_oracle<backend::Simd>(qb, 29, 11u, bits == 3 ? 4 : 0, bits == 5);
+    }
+}
+
+// The integer decode kernels (AVX-512 VNNI or AVX2, whichever this build has; the fp32 kernel
+// elsewhere) for every activation precision, width, packed format and token count 1..16 (every
+// tile split: 8/4/2/1 on VNNI, 4/2/1 or 2/1 on AVX2), on ragged and non-multiple-of-32 groups,
+// with and without the low-rank term and the bias.
+TEST_CASE("SIMD integer decode matches the oracle for every width, format and token count 1..16",
+          "[backend][simd][forward][integer]") {
+#if defined(__AVX2__)
+  STATIC_REQUIRE(backend::Simd::integer_decode);  // x86-64 with AVX2: integer kernels exist
+  STATIC_REQUIRE(backend::Simd::integer_decode_for(4, 1));  // and serve one token
+#endif
+  std::uint32_t seed = 3000;
+  for (const Layout& layout : {Layout{19, 172, 64}, Layout{17, 200, 48}, Layout{33, 256, 128}})
+    for (int bits = 2; bits <= 8; ++bits)
+      for (FormatKind format : {FormatKind::awq_asymmetric, FormatKind::offset_asymmetric, FormatKind::symmetric}) {
+        const RowMatrix w = test::normal_matrix(layout.rows, layout.cols, ++seed);
+        const QuantizedMatrix q =
+            backend::quantize(backend::Scalar{}, QuantConfig{bits, layout.group, format, 1.0f}, w, test::lognormal_scales(layout.cols, seed), {});
+        for (Index tokens = 1; tokens <= backend::kSimdDecodeMaxTokens; ++tokens) {
+          const Index rank = tokens % 3 == 0 ? 3 : 0;
+          const bool bias = tokens % 2 == 1;
+          check_forward_against_oracle<backend::Simd>(q, tokens, seed + static_cast<std::uint32_t>(tokens), rank, bias);
+          check_forward_against_oracle<backend::SimdInt16>(q, tokens, seed + 50u + static_cast<std::uint32_t>(tokens), rank, !bias);
+          check_forward_against_oracle<backend::SimdInt8>(q, tokens, seed + 100u + static_cast<std::uint32_t>(tokens), rank, bias);
+        }
+      }
+}
+
+// Each token's output depends on that token alone: T tokens in one call (token tiles) give,
+// bit for bit, what T calls of one token give.
+TEST_CASE("SIMD decode gives each token the same bits in any tile", "[backend][simd][forward][integer]") {
+  auto check = [&]<class Simd>(Simd, const QuantizedMatrix& q, std::uint32_t seed) {
+    const Index tokens = backend::kSimdDecodeMaxTokens;
+    const RowMatrix x = test::outlier_activations(tokens, q.cols, 3, seed);
+    const std::vector<float> inv(static_cast<std::size_t>(q.cols), 0.75f);
+    const auto prepared = prepare(Simd{}, q);
+    RowMatrix all(tokens, q.rows), one(1, q.rows);
+    forward(Simd{}, prepared, backend::ForwardArgs{x, inv, {}, {}, {}, MatrixView<float>(all)});
+    // Only the integer kernels promise this (the fp32 kernel splits its sums by tile size), so
+    // only where they serve both calls (AVX2's policy gives some to the fp32 kernel).
+    if (!Simd::integer_decode_for(q.bits, tokens) || !Simd::integer_decode_for(q.bits, 1)) return;
+    for (Index t = 0; t < tokens; ++t) {
+      const RowMatrix xt = x.row(t);
+      forward(Simd{}, prepared, backend::ForwardArgs{xt, inv, {}, {}, {}, MatrixView<float>(one)});
+      INFO(Simd::name << " bits " << q.bits << " token " << t);
+      CHECK(one.row(0) == all.row(t));
+    }
+  };
+  for (int bits = 2; bits <= 8; ++bits) {
+    const QuantizedMatrix q = backend::quantize(backend::Scalar{}, QuantConfig{bits, 128, FormatKind::awq_asymmetric, 1.0f},
+                                                test::normal_matrix(40, 384, 60u + static_cast<std::uint32_t>(bits)), {}, {});
+    check(backend::Simd{}, q, 70u);
+    check(backend::SimdInt16{}, q, 71u);
+    check(backend::SimdInt8{}, q, 72u);
+  }
+}
+
+// The extremes of the integer sums: every code at its maximum 2^b - 1 (or alternating with 0),
+// zero point 0, and activation blocks whose digits are all +-127 or end in -128: the largest
+// 16-bit partial sums the AVX2 kernel forms (a saturated one would be off by thousands).
+TEST_CASE("SIMD integer decode is exact at the largest codes and digits", "[backend][simd][forward][integer]") {
+  for (int bits = 2; bits <= 8; ++bits)
+    for (int pattern = 0; pattern < 2; ++pattern) {
+      QuantizedMatrix q;
+      q.rows = 24;
+      q.cols = 256;
+      q.group = 128;
+      q.bits = bits;
+      q.format = FormatKind::awq_asymmetric;
+      q.words_per_row = packed_words_per_row(q.cols, bits);
+      q.codes.assign(static_cast<std::size_t>(q.rows * q.words_per_row), 0u);
+      const std::uint32_t qmax = (1u << bits) - 1u;
+      for (Index r = 0; r < q.rows; ++r)
+        for (Index c = 0; c < q.cols; ++c)
+          pack_code(q.codes.data() + r * q.words_per_row, c, bits, (pattern == 0 || (c + r) % 2 == 0) ? qmax : 0u);
+      q.scales.assign(static_cast<std::size_t>(q.rows * q.groups_per_row()), 0.5f);
+      q.zeros.assign(q.scales.size(), 0.0f);
+      RowMatrix x(4, q.cols);
+      for (Index c = 0; c < q.cols; ++c) {
+        x(0, c) = 1.0f;                              // all digits +127
+        x(1, c) = -1.0f;                             // all digits -127
+        x(2, c) = c % 32 == 0 ? 1.0f : 8355456.0f / 8355711.0f;  // 3 limbs: 127, 127, -128
+        x(3, c) = c % 32 == 0 ? -1.0f : -(32384.0f / 32639.0f);  // 2 limbs: -126, -128
+      }
+      const std::vector<float> inv(static_cast<std::size_t>(q.cols), 1.0f);
+      INFO("bits " << bits << " pattern " << pattern);
+      // All four tokens in one call, and each alone (a single token takes the integer kernel
+      // for every precision and width that has one).
+      for (Index t = -1; t < x.rows(); ++t) {
+        const RowMatrix xt = t < 0 ? x : RowMatrix(x.row(t));
+        check_forward_with<backend::Simd>(q, xt, inv, 5u, 0, false);
+        check_forward_with<backend::SimdInt16>(q, xt, inv, 5u, 0, false);
+        check_forward_with<backend::SimdInt8>(q, xt, inv, 5u, 0, false);
+      }
+      // And the exact value: every output is scale * sum q x', computed here in double.
+      for (Index t = 0; t < 2; ++t) {
+        const RowMatrix xt = x.row(t);
+        RowMatrix y(1, q.rows);
+        forward(backend::Simd{}, prepare(backend::Simd{}, q), backend::ForwardArgs{xt, inv, {}, {}, {}, MatrixView<float>(y)});
+        for (Index r = 0; r < q.rows; ++r) {
+          double exact = 0.0;
+          for (Index c = 0; c < q.cols; ++c) exact += 0.5 * static_cast<double>(q.code(r, c)) * static_cast<double>(x(t, c));
+          CHECK(std::fabs(static_cast<double>(y(0, r)) - exact) <= 1e-5 * std::fabs(exact) + 1e-6);
+        }
+      }
     }
 }
 

@@ -9,7 +9,8 @@
 //   stats         p = 1, 2, inf vectorized, bit-identical sums; other p: the oracle's loops
 //   prepare       repack into 16-row blocks of bit planes (detail/layout.hpp)
 //   forward T<=16 decode from packed codes: integer dot products on 1-3 activation limbs where
-//                 AVX-512 VNNI exists (detail/decode_vnni.hpp), else fp32 FMA (decode_fp32.hpp)
+//                 AVX-512 VNNI (detail/decode_vnni.hpp) or AVX2 (detail/decode_avx2.hpp)
+//                 exists, else fp32 FMA (decode_fp32.hpp)
 //   forward T>16  GEMM with weights dequantized while packing (detail/gemm.hpp)
 // Work is split into tasks run by the process-wide Executor (backend/parallel.hpp). The ISA is
 // the one the including translation unit is compiled for (detail/isa.hpp); without AVX-512 the
@@ -24,11 +25,13 @@
 #include "ttq/backend/contract.hpp"
 #include "ttq/backend/parallel.hpp"
 #include "ttq/backend/scalar/kernels.hpp"  // reference_forward, the dense (NF4) fallback
+#include "ttq/backend/simd/detail/decode_avx2.hpp"
 #include "ttq/backend/simd/detail/decode_fp32.hpp"
 #include "ttq/backend/simd/detail/decode_vnni.hpp"
 #include "ttq/backend/simd/detail/gemm.hpp"
 #include "ttq/backend/simd/detail/isa.hpp"
 #include "ttq/backend/simd/detail/layout.hpp"
+#include "ttq/backend/simd/detail/limbs.hpp"
 #include "ttq/backend/simd/detail/quantize.hpp"
 #include "ttq/backend/simd/detail/stats.hpp"
 #include "ttq/core/half.hpp"
@@ -39,13 +42,35 @@
 namespace ttq::backend {
 inline namespace TTQ_SIMD_NAMESPACE {
 
+namespace simd_detail {
+/// Whether decode of `tokens` tokens of `bits`-bit codes with `limbs` activation limbs takes
+/// the integer kernel here; else the fp32 kernel, which is never less precise. AVX-512 VNNI:
+/// always. AVX2: where it is faster (docs/performance.md, "AVX2 integer decode"): it spends a
+/// VPMADDUBSW per limb and token, where the fp32 kernel shares its code conversion between
+/// tokens, so three limbs serve one token only, and 8-bit codes (two nibble products per
+/// limb) one limb only.
+constexpr bool integer_decode_policy(int limbs, int bits, Index tokens) {
+#if TTQ_SIMD_INTEGER_DOT == 2
+  (void)limbs, (void)bits, (void)tokens;
+  return true;
+#elif TTQ_SIMD_INTEGER_DOT == 1
+  if (bits == 8) return limbs == 1;
+  return limbs < 3 || tokens == 1;
+#else
+  (void)limbs, (void)bits, (void)tokens;
+  return false;
+#endif
+}
+}  // namespace simd_detail
+
 /// The SIMD backend. `ActivationBits` is the precision decode may give the activations x' = x/D
 /// (prefill, quantization and statistics do not depend on it):
 ///   32  fp32 FMA on converted codes (exact activations; the portable kernel)
 ///   24  three int8 limbs per activation, 24 bits relative to each 128-block's largest |x'|: the
 ///       rounding error of an fp32 sum of that block (default, `Simd`)
 ///   16  two limbs; 8: one limb per 32-block (the int8-activation path, an option)
-/// Limbs need AVX-512 VNNI; elsewhere every variant runs the fp32 kernel (never less precise).
+/// Limbs need AVX-512 VNNI or AVX2 (same results on both); elsewhere every variant runs the fp32
+/// kernel (never less precise).
 template <int ActivationBits>
 struct SimdBackend {
   static_assert(ActivationBits == 8 || ActivationBits == 16 || ActivationBits == 24 || ActivationBits == 32,
@@ -57,8 +82,13 @@ struct SimdBackend {
                                                              : "simd-int8";
   /// The instruction set this translation unit compiled the kernels for (e.g. "avx512bw+vnni").
   static constexpr const char* isa = simd_detail::kIsaName;
-  /// Whether decode uses integer dot products here (else the fp32 kernel).
+  /// Whether decode has integer kernels here (else it always runs the fp32 kernel).
   static constexpr bool integer_decode = ActivationBits < 32 && simd_detail::kHasIntegerDot;
+  /// Whether a decode call of `tokens` tokens on `bits`-bit codes runs them (per call, see
+  /// simd_detail::integer_decode_policy); the error bound follows the kernel that runs.
+  static constexpr bool integer_decode_for(int bits, Index tokens) {
+    return integer_decode && simd_detail::integer_decode_policy(ActivationBits / 8, bits, tokens);
+  }
 };
 
 using Simd = SimdBackend<24>;      ///< default: fp32-faithful decode at memory speed
@@ -181,13 +211,17 @@ struct Fp32Kernel {
     decode_block_fp32<Bits, TT>(p, a, t0, rb, y);
   }
 };
-#if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
+#if TTQ_SIMD_INTEGER_DOT != 0
 template <int L>
 struct LimbKernel {
   template <int Bits, int TT>
   struct Of {
     static void run(const SimdPrepared& p, const LimbActivations& a, Index t0, Index rb, float* y) {
+#if TTQ_SIMD_INTEGER_DOT == 2
       decode_block_vnni<Bits, L, TT>(p, a, t0, rb, y);
+#else
+      decode_block_avx2<Bits, L, TT>(p, a, t0, rb, y);
+#endif
     }
   };
 };
@@ -240,21 +274,39 @@ void forward_decode(const SimdPrepared& p, const ForwardArgs& args, const Execut
   const Index tokens = args.x.rows;
   constexpr bool kInteger = ActivationBits < 32 && kHasIntegerDot;
   if constexpr (kInteger) {
-#if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
-    constexpr int L = ActivationBits / 8;
-    thread_local LimbActivations act;
-    prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
-    static constexpr int kTiles3[] = {4, 2, 1};
-    static constexpr int kTiles[] = {8, 4, 2, 1};
-    const TilePlan plan = plan_tiles(tokens, L == 3 ? std::span<const int>(kTiles3) : std::span<const int>(kTiles));
-    DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
-    for (int i = 0; i < plan.count; ++i) {
-      if constexpr (L == 3) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
-      else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 8, 4, 2, 1>(p.bits, plan.size[i]);
-    }
-    run_decode(p, act, plan, kernels, args, executor);
+    if (integer_decode_policy(ActivationBits / 8, p.bits, tokens)) {
+#if TTQ_SIMD_INTEGER_DOT == 2
+      constexpr int L = ActivationBits / 8;
+      thread_local LimbActivations act;
+      prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
+      static constexpr int kTiles3[] = {4, 2, 1};
+      static constexpr int kTiles[] = {8, 4, 2, 1};
+      const TilePlan plan = plan_tiles(tokens, L == 3 ? std::span<const int>(kTiles3) : std::span<const int>(kTiles));
+      DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
+      for (int i = 0; i < plan.count; ++i) {
+        if constexpr (L == 3) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
+        else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 8, 4, 2, 1>(p.bits, plan.size[i]);
+      }
+      run_decode(p, act, plan, kernels, args, executor);
+#elif TTQ_SIMD_INTEGER_DOT == 1
+      // AVX2: 16 registers hold TT x L int32 and int16 accumulators per 8-row half.
+      constexpr int L = ActivationBits / 8;
+      thread_local LimbActivations act;
+      prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
+      static constexpr int kTiles1[] = {4, 2, 1};
+      static constexpr int kTiles[] = {2, 1};
+      const TilePlan plan = plan_tiles(tokens, L == 1 ? std::span<const int>(kTiles1) : std::span<const int>(kTiles));
+      DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
+      for (int i = 0; i < plan.count; ++i) {
+        if constexpr (L == 1) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
+        else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 2, 1>(p.bits, plan.size[i]);
+      }
+      run_decode(p, act, plan, kernels, args, executor);
 #endif
-  } else {
+      return;
+    }
+  }
+  {
     thread_local Fp32Activations act;
     prepare_fp32_activations(p, args.x, args.inverse_scale, act);
     static constexpr int kTiles[] = {8, 4, 2, 1};

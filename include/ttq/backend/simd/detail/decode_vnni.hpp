@@ -27,120 +27,14 @@
 #include "ttq/backend/simd/detail/decode_fp32.hpp"
 #include "ttq/backend/simd/detail/isa.hpp"
 #include "ttq/backend/simd/detail/layout.hpp"
+#include "ttq/backend/simd/detail/limbs.hpp"
 #include "ttq/core/types.hpp"
 
 namespace ttq::backend {
 inline namespace TTQ_SIMD_NAMESPACE {
 namespace simd_detail {
 
-/// Largest |X| representable in L balanced base-256 digits of at most 127 in magnitude.
-inline constexpr float limb_range(int limbs) {
-  return limbs == 1 ? 127.0f : (limbs == 2 ? 32639.0f : 8355711.0f);  // 127 * (256^L - 1) / 255
-}
-/// Chunks (of 32) per activation block: 32 weights for int8 (outliers hurt one limb most),
-/// 128 with more limbs (fewer block epilogues).
-inline constexpr Index limb_block_chunks(int limbs) { return limbs == 1 ? 1 : 4; }
-
-/// Per-call activations for the integer kernel.
-struct LimbActivations {
-  int limbs = 0;
-  Index tokens = 0;
-  Index groups = 0;
-  Index blocks_per_group = 0;
-  Index block_chunks = 0;
-  AlignedVector<std::int8_t> digits;     ///< [T][groups * blocks_per_group][limbs][block_chunks * 32]
-  AlignedVector<std::int32_t> neg_sums;  ///< [T][blocks][limbs]: -sum_j d_lj
-  AlignedVector<float> steps;            ///< [T][blocks][limbs]: block step * 256^(L-1-l)
-  AlignedVector<float> sums;             ///< [T][groups]: sum_j x~_j (offset format)
-
-  Index blocks() const { return groups * blocks_per_group; }
-  Index block_bytes() const { return block_chunks * 32; }
-  const std::int8_t* block_digits(Index t, Index b) const {
-    return digits.data() + ((t * blocks() + b) * limbs) * block_bytes();
-  }
-  const std::int32_t* block_neg_sums(Index t, Index b) const { return neg_sums.data() + (t * blocks() + b) * limbs; }
-  const float* block_steps(Index t, Index b) const { return steps.data() + (t * blocks() + b) * limbs; }
-  std::int8_t* block_digits(Index t, Index b) { return digits.data() + ((t * blocks() + b) * limbs) * block_bytes(); }
-  std::int32_t* block_neg_sums(Index t, Index b) { return neg_sums.data() + (t * blocks() + b) * limbs; }
-  float* block_steps(Index t, Index b) { return steps.data() + (t * blocks() + b) * limbs; }
-};
-
-#if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
-
-/// Builds the limbs of x' = x * (1/D) for every token (parallel over tokens).
-template <int L>
-void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::span<const float> inverse_scale,
-                              LimbActivations& a, const Executor& executor) {
-  a.limbs = L;
-  a.tokens = x.rows;
-  a.groups = p.groups;
-  a.block_chunks = std::min(limb_block_chunks(L), p.chunks_per_group());
-  a.blocks_per_group = (p.chunks_per_group() + a.block_chunks - 1) / a.block_chunks;
-  const Index blocks = a.blocks();
-  a.digits.resize(static_cast<std::size_t>(a.tokens * blocks * L * a.block_bytes()));
-  a.neg_sums.resize(static_cast<std::size_t>(a.tokens * blocks * L));
-  a.steps.resize(static_cast<std::size_t>(a.tokens * blocks * L));
-  a.sums.resize(static_cast<std::size_t>(a.tokens * a.groups));
-  const float range = limb_range(L);
-  parallel_for(executor, x.rows, 2, [&](Index t_begin, Index t_end) {
-    AlignedVector<float> scratch(static_cast<std::size_t>(p.padded_group));
-    for (Index t = t_begin; t < t_end; ++t) {
-      const float* row = x.row(t);
-      for (Index g = 0; g < p.groups; ++g) {
-        const Index begin = g * p.group, width = std::min(p.group, p.cols - begin);
-        // x' for the group, zero-padded (masked loads for the tail).
-        for (Index k = 0; k < p.padded_group; k += 16) {
-          const Index n = std::clamp<Index>(width - k, 0, 16);
-          const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
-          const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + begin + k),
-                                         _mm512_maskz_loadu_ps(m, inverse_scale.data() + begin + k));
-          _mm512_store_ps(scratch.data() + k, v);
-        }
-        float group_sum = 0.0f;
-        for (Index b = 0; b < a.blocks_per_group; ++b) {
-          const Index bi = g * a.blocks_per_group + b;
-          const Index first = b * a.block_bytes();
-          const Index n = std::min(a.block_bytes(), p.padded_group - first);
-          __m512 vmax = _mm512_setzero_ps();
-          for (Index k = 0; k < n; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_load_ps(scratch.data() + first + k)));
-          const float absmax = _mm512_reduce_max_ps(vmax);
-          float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
-          if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
-          const float step = inv_step > 0.0f ? absmax / range : 0.0f;
-          std::int8_t* out = a.block_digits(t, bi);
-          __m512i sums[L];
-          for (int l = 0; l < L; ++l) sums[l] = _mm512_setzero_si512();
-          const __m512i lim = _mm512_set1_epi32(static_cast<int>(range));
-          for (Index k = 0; k < a.block_bytes(); k += 16) {
-            __m512i big = _mm512_setzero_si512();
-            if (k < n) {
-              big = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(scratch.data() + first + k), _mm512_set1_ps(inv_step)));
-              big = _mm512_max_epi32(_mm512_min_epi32(big, lim), _mm512_sub_epi32(_mm512_setzero_si512(), lim));
-            }
-            for (int l = L - 1; l >= 0; --l) {  // least significant digit first, balanced
-              const __m512i digit = _mm512_sub_epi32(
-                  _mm512_and_si512(_mm512_add_epi32(big, _mm512_set1_epi32(128)), _mm512_set1_epi32(255)), _mm512_set1_epi32(128));
-              big = _mm512_srai_epi32(_mm512_sub_epi32(big, digit), 8);
-              sums[l] = _mm512_add_epi32(sums[l], digit);
-              _mm_storeu_si128(reinterpret_cast<__m128i*>(out + l * a.block_bytes() + k), _mm512_cvtepi32_epi8(digit));
-            }
-          }
-          std::int32_t* neg = a.block_neg_sums(t, bi);
-          float* steps = a.block_steps(t, bi);
-          float weight = step;
-          for (int l = L - 1; l >= 0; --l) {
-            const int sum = _mm512_reduce_add_epi32(sums[l]);
-            neg[l] = -sum;
-            steps[l] = weight;
-            group_sum += weight * static_cast<float>(sum);
-            weight *= 256.0f;
-          }
-        }
-        a.sums[static_cast<std::size_t>(t * a.groups + g)] = group_sum;
-      }
-    }
-  });
-}
+#if TTQ_SIMD_INTEGER_DOT == 2
 
 /// acc += per lane, sum of the 4 u8 codes of `codes` times the 4 s8 activations at `x`. The
 /// activations are broadcast by the instruction's memory operand ({1to16}), which GCC 12 does
@@ -252,7 +146,7 @@ void decode_block_vnni(const SimdPrepared& p, const LimbActivations& a, Index t0
   for (int t = 0; t < TT; ++t) _mm512_storeu_ps(y_tile + t * kRowBlock, y[t]);
 }
 
-#endif  // AVX-512 VNNI
+#endif  // TTQ_SIMD_INTEGER_DOT == 2
 
 }  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE

@@ -98,13 +98,19 @@ using xsimd::kernel::requires_arch;
 /// Lanes of a float register (16 on AVX-512, 8 on AVX2, 4 on SSE/NEON).
 inline constexpr int kFloatLanes = static_cast<int>(Batch<float>::size);
 
-/// Whether the 512-bit integer dot product (VPDPBUSD) is available: it is what makes decoding
-/// from packed codes run at memory speed (backend/simd/detail/decode_vnni.hpp).
+/// Which integer decode kernel this translation unit has: 2 = AVX-512 VNNI (VPDPBUSD,
+/// decode_vnni.hpp), 1 = AVX2 (VPMADDUBSW + VPMADDWD, decode_avx2.hpp), 0 = none (the fp32
+/// kernel decodes). Integer dot products are what make decoding from packed codes run at
+/// memory speed.
 #if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
-inline constexpr bool kHasIntegerDot = true;
+#define TTQ_SIMD_INTEGER_DOT 2
+#elif defined(__AVX2__)
+#define TTQ_SIMD_INTEGER_DOT 1
 #else
-inline constexpr bool kHasIntegerDot = false;
+#define TTQ_SIMD_INTEGER_DOT 0
 #endif
+/// Whether decode has an integer kernel here (limb activations; see TTQ_SIMD_INTEGER_DOT).
+inline constexpr bool kHasIntegerDot = TTQ_SIMD_INTEGER_DOT != 0;
 
 inline constexpr const char* kIsaName = TTQ_SIMD_ISA_NAME;
 
