@@ -9,7 +9,9 @@ is read as single runs). Times are Google Benchmark's real_time (wall clock).
 
 Usage:
   scripts/perf_report.py --data docs/data --doc docs/performance.md --plot docs/performance_gemv.png
-The data directory holds gemv.json, quantize.json, overhead.json and e2e.json (any may be missing).
+The data directory holds gemv.json, quantize.json, overhead.json, overhead_default.json (the
+overhead-default rows, when run on their own) and e2e.json (scripts/e2e_bench.py); any may be
+missing.
 The plot needs gnuplot (Debian: gnuplot-nox); without it the tables are still written.
 """
 
@@ -325,6 +327,10 @@ def main():
     gemv, gctx = load(os.path.join(args.data, "gemv.json"))
     quant, qctx = load(os.path.join(args.data, "quantize.json"))
     over, octx = load(os.path.join(args.data, "overhead.json"))
+    # The tools' default TTQ rows may come from a run of their own (another machine or day).
+    over_default, odctx = load(os.path.join(args.data, "overhead_default.json"))
+    if not over_default:
+        over_default, odctx = over, octx
     plotted = plot(gemv, args.plot) if gemv else False
 
     parts = [BEGIN, "", "### Runs", "", context_line("gemv", gctx), context_line("quantize", qctx),
@@ -333,14 +339,14 @@ def main():
              "The issue's targets assume 66 GB/s with two threads; the `gemv/read` rows measure what a plain "
              "read of the same bytes reached on this machine during the run.", "", roofline_table(gemv), "",
              "### Compute speed without DRAM (hot: one copy of the data, L3-resident)", "", hot_table(gemv, quant), ""]
-    if plotted:
+    if plotted or os.path.exists(args.plot):  # without gnuplot, keep the plot already made
         parts += [f"![decode bandwidth]({os.path.relpath(args.plot, os.path.dirname(args.doc) or '.')})", ""]
     parts += ["### Decode (ttq_bench_gemv)", "", "Each cell: median time, weight bytes per second, speed-up over "
               "Eigen fp32 of the same shape, T and threads.", gemv_tables(gemv), "",
               "### Quantize (ttq_bench_quantize)", "", quantize_table(quant), "",
               "### TTQ prefill overhead (ttq_bench_overhead)", "", overhead_table(over), "",
               "### The tools' default TTQ prefill (adaptive exponent; ttq_bench_overhead `overhead-default`)", "",
-              default_overhead_table(over), "",
+              context_line("overhead-default", odctx), "", default_overhead_table(over_default), "",
               "### End to end: the tools on SmolLM2-135M (scripts/e2e_bench.py)", "",
               e2e_tables(os.path.join(args.data, "e2e.json")), "", END]
     generated = "\n".join(parts)
