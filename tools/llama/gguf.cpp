@@ -4,6 +4,8 @@
 #include "llama/gguf.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <limits>
 #include <sstream>
 #include <system_error>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -575,21 +578,44 @@ GgufFile read_gguf(std::span<const std::byte> bytes) {
     }
   }
 
-  // Tensor data, dequantized.
-  for (auto& t : file.tensors_) {
-    std::uint64_t elements = 1;
-    for (auto d : t.dims) elements *= d;  // checked for overflow while reading the directory
-    t.data.resize(static_cast<std::size_t>(elements));
-    const auto src = bytes.subspan(static_cast<std::size_t>(file.data_offset_ + t.offset),
-                                   static_cast<std::size_t>(t.byte_size));
-    dequantize(t.type, src, t.data);
-    for (std::size_t i = 0; i < t.data.size(); ++i) {
-      if (!std::isfinite(t.data[i])) {
-        throw GgufError(cat("gguf: tensor '", t.name, "' value ", i,
-                            ": expected a finite number, got ", t.data[i]));
+  // Tensor data, dequantized: tensors are independent, so they are spread over the hardware
+  // threads (the fp32 image of a quantized model is several times the file). The error reported
+  // is the one of the first failing tensor in file order, whatever the thread timing.
+  const std::size_t count = file.tensors_.size();
+  std::vector<std::exception_ptr> errors(count);
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < count; i = next++) {
+      try {
+        GgufTensor& t = file.tensors_[i];
+        std::uint64_t elements = 1;
+        for (auto d : t.dims) elements *= d;  // checked for overflow while reading the directory
+        t.data.resize(static_cast<std::size_t>(elements));
+        const auto src = bytes.subspan(static_cast<std::size_t>(file.data_offset_ + t.offset),
+                                       static_cast<std::size_t>(t.byte_size));
+        dequantize(t.type, src, t.data);
+        // Finite values only: the exponent bits, a test the compiler vectorizes; then the first offender.
+        std::uint32_t non_finite = 0;
+        for (float v : t.data) non_finite |= static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(v) & 0x7f800000u) == 0x7f800000u);
+        if (non_finite != 0) {
+          for (std::size_t k = 0; k < t.data.size(); ++k) {
+            if (!std::isfinite(t.data[k])) {
+              throw GgufError(cat("gguf: tensor '", t.name, "' value ", k, ": expected a finite number, got ", t.data[k]));
+            }
+          }
+        }
+      } catch (...) {
+        errors[i] = std::current_exception();
       }
     }
-  }
+  };
+  const unsigned threads = std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), static_cast<unsigned>(std::max<std::size_t>(1, count)));
+  std::vector<std::thread> helpers;
+  for (unsigned k = 1; k < threads; ++k) helpers.emplace_back(work);
+  work();
+  for (auto& h : helpers) h.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
   return file;
 }
 
