@@ -273,7 +273,7 @@ TEST_CASE("the adaptive exponent on the SIMD backend chooses the oracle's expone
 
 TEST_CASE("an operator on the SIMD backend never runs a reference kernel (statistics, search, quantization)",
           "[backend][simd][op]") {
-  // ttq_tests counts reference-kernel calls (TTQ_COUNT_REFERENCE_CALLS): a policy that fell back
+  // The reference kernels count their calls (core/instrumentation.hpp): a policy that fell back
   // to the reference instead of the operator's backend would show here.
   using Q = Quantizer<3, 64>;
   const RowMatrix w = test::normal_matrix(64, 256, 31u);
