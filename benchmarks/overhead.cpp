@@ -7,6 +7,8 @@
 //        overhead/<d_out>x<d_in>/T<t>/threads:<n>          (TTQ, fixed exponent, backend::Simd, 4-bit, group 128)
 //        overhead-default/<d_out>x<d_in>/T<t>/threads:<n>  (the tools' default TTQ: the adaptive exponent,
 //                                                           p = 1, 10-point grid; same backend and quantizer)
+//        overhead-clip-<mode>/<d_out>x<d_in>/T<t>/threads:<n>  (the same plus the online clip search:
+//                                                           diag, block, block-k4 = rank-4 Gram blocks)
 // Counters on overhead rows: ratio (TTQ time / fp32 time, medians of this run), model (the
 // paper's 1 + 2/d_out + (1 + k)/T with k = 10 operations per weight for quantizing), and a
 // breakdown of one prefill into stats_ms, quantize_ms (quantize + repack) and matmul_ms.
@@ -71,10 +73,18 @@ using Layer = ttq::OnlineAWQ<ttq::Quantizer<4, 128>, ttq::DiagCorrelation<2>, tt
 using DefaultLayer = ttq::OnlineAWQ<ttq::Quantizer<4, 128>, ttq::AdaptiveExponent<1>, ttq::NoResidual, backend::Simd>;
 
 template <class LayerT>
-void prefill_ttq(benchmark::State& state, Index d_out, Index d_in, Index t, int threads) {
+void prefill_ttq(benchmark::State& state, Index d_out, Index d_in, Index t, int threads, ttq::OnlineClipOptions clip) {
   backend::ScopedExecutor scope(bench::pool(threads));
   Data& d = data_for(d_out, d_in, t);
-  LayerT layer(d.w, {});
+  LayerT layer = [&] {
+    if constexpr (std::is_same_v<LayerT, DefaultLayer>) {
+      ttq::AdaptiveExponentOptions options;
+      options.clip = clip;
+      return LayerT(d.w, {}, ttq::Quantizer<4, 128>(), ttq::AdaptiveExponent<1>(options));
+    } else {
+      return LayerT(d.w, {});
+    }
+  }();
   bench::WallTimer timer;
   for (auto _ : state) {
     layer.begin_prompt();
@@ -128,10 +138,23 @@ void register_cases() {
         const std::string key = case_key(d_out, d_in, t, threads);
         const auto unit = t >= 256 ? benchmark::kMillisecond : benchmark::kMicrosecond;
         benchmark::RegisterBenchmark(("prefill-fp32/" + key).c_str(), prefill_fp32, d_out, d_in, t, threads)->Unit(unit);
-        benchmark::RegisterBenchmark(("overhead/" + key).c_str(), prefill_ttq<Layer>, d_out, d_in, t, threads)->Unit(unit);
+        benchmark::RegisterBenchmark(("overhead/" + key).c_str(), prefill_ttq<Layer>, d_out, d_in, t, threads,
+                                     ttq::OnlineClipOptions{})
+            ->Unit(unit);
         if (t >= 64)
-          benchmark::RegisterBenchmark(("overhead-default/" + key).c_str(), prefill_ttq<DefaultLayer>, d_out, d_in, t, threads)
+          benchmark::RegisterBenchmark(("overhead-default/" + key).c_str(), prefill_ttq<DefaultLayer>, d_out, d_in, t, threads,
+                                       ttq::OnlineClipOptions{})
               ->Unit(unit);
+        if ((t == 128 || t == 512 || t == 2048 || (quick && t == 64)) && d_out <= 4096) {
+          const std::pair<const char*, ttq::OnlineClipOptions> modes[] = {
+              {"diag", {.objective = ttq::ClipObjective::diag}},
+              {"block", {.objective = ttq::ClipObjective::block}},
+              {"block-k4", {.objective = ttq::ClipObjective::block, .block_rank = 4}}};
+          for (const auto& [mode, clip] : modes)
+            benchmark::RegisterBenchmark(("overhead-clip-" + std::string(mode) + "/" + key).c_str(), prefill_ttq<DefaultLayer>,
+                                         d_out, d_in, t, threads, clip)
+                ->Unit(benchmark::kMillisecond);
+        }
       }
 }
 

@@ -22,6 +22,10 @@ Experiments, in the order they run (the lead needs the first ones first):
     table2    group size at 3 bits
     table1    static AWQ against its number of calibration tokens, TTQ as the zero-token reference
     adaptive  cost and quality of the exponent grid of `--alpha auto` (repeated runs for timing)
+    clip      TTQ with the online clip search (diag, block, block of rank 4) at 2-4 bits, both texts
+              and protocols, next to RTN and AWQ+clip calibrated on either text
+    floor     TTQ auto and TTQ+clip block with --relative-floor 0.1 and 0.5 (2-3 bits, both texts and
+              protocols): what keeping channels the prompt did not use costs or gains
 
 The grid lives in this file only; make_results.py imports it (`configs`, `choose_fixed`) so the
 tables always describe exactly what was run.
@@ -96,6 +100,9 @@ class Method:
     clip: bool = False
     grid: str | None = None        # ttq auto: --alpha-grid value
     awq_norm: bool = False
+    ttq_clip: str | None = None    # ttq auto: --clip diag|block (None: no flag, the default none)
+    clip_rank: int = 0             # ttq auto, --clip block: --clip-rank
+    relative_floor: float = 0.0    # ttq auto: --relative-floor (0: no flag, the default)
 
     def flags(self) -> list[str]:
         f = ["--method", self.kind]
@@ -111,6 +118,12 @@ class Method:
                     f += ["--alpha-grid", self.grid]
                 if self.awq_norm:
                     f += ["--awq-normalisation"]
+                if self.ttq_clip:
+                    f += ["--clip", self.ttq_clip]
+                    if self.clip_rank:
+                        f += ["--clip-rank", str(self.clip_rank)]
+                if self.relative_floor:
+                    f += ["--relative-floor", num(self.relative_floor)]
             else:
                 f += ["--alpha", num(self.alpha), "--p", num(self.p), "--lambda", num(self.lam)]
             f += ["--rank", str(self.rank)]
@@ -316,7 +329,50 @@ def adaptive_grid() -> list[Config]:
             for t in TEXTS for b in (2, 3) for _, m in adaptive_methods() for r in range(TIMING_REPEATS)]
 
 
-STAGES = ["sweep", "table3", "rank", "table2", "table1", "adaptive"]
+def clip_methods() -> list[tuple[str, Method]]:
+    """The online clip search (spec "Online clip search") next to the baselines it must beat."""
+    return [("RTN", RTN),
+            ("AWQ+clip (TinyStories calib)", awq("tinystories", clip=True)),
+            ("AWQ+clip (WikiText calib)", awq("wikitext", clip=True)),
+            ("TTQ auto (p=1)", AUTO),
+            ("TTQ+clip diag", Method("ttq", p=1.0, ttq_clip="diag")),
+            ("TTQ+clip block", Method("ttq", p=1.0, ttq_clip="block")),
+            ("TTQ+clip block, rank 4", Method("ttq", p=1.0, ttq_clip="block", clip_rank=4))]
+
+
+CLIP_BITS = (2, 3, 4)
+
+
+def clip_grid() -> list[Config]:
+    out = []
+    for text in TEXTS:
+        for pr in PROTOCOLS:
+            out.append(Config("clip", FP32, text=text, protocol=pr))
+            for bits in CLIP_BITS:
+                for _, m in clip_methods():
+                    out.append(Config("clip", m, text=text, protocol=pr, bits=bits))
+    return out
+
+
+FLOORS = (0.1, 0.5)
+
+
+def floor_methods() -> list[tuple[str, Method]]:
+    """TTQ auto and TTQ+clip block with the relative floor (channels the prompt did not use)."""
+    rows = []
+    for base_name, clip in (("TTQ auto (p=1)", None), ("TTQ+clip block", "block")):
+        rows.append((base_name, Method("ttq", p=1.0, ttq_clip=clip)))
+        for r in FLOORS:
+            rows.append((f"{base_name}, relative floor {num(r)}", Method("ttq", p=1.0, ttq_clip=clip, relative_floor=r)))
+    return rows
+
+
+def floor_grid() -> list[Config]:
+    return [Config("floor", m, text=t, protocol=pr, bits=b)
+            for t in TEXTS for pr in PROTOCOLS for b in (2, 3) for _, m in floor_methods()]
+
+
+STAGES = ["sweep", "table3", "rank", "table2", "table1", "adaptive", "clip", "floor"]
 
 
 def configs(stage: str, results: dict[str, dict]) -> list[Config]:
@@ -336,6 +392,10 @@ def configs(stage: str, results: dict[str, dict]) -> list[Config]:
         return table1_grid(best)
     if stage == "adaptive":
         return adaptive_grid()
+    if stage == "clip":
+        return clip_grid()
+    if stage == "floor":
+        return floor_grid()
     raise ValueError(stage)
 
 

@@ -151,3 +151,31 @@ TEST_CASE("a grid exponent whose scales leave float's range names the grid (issu
     CHECK(e.argument() == "grid");
   }
 }
+
+TEST_CASE("the relative floor keeps the weights of a channel the prompt did not use", "[stats][adaptive]") {
+  // Channel 5 is zero for the whole prompt: with only the absolute floor its D is 1e-4 while the
+  // others' are ~1, so its weights quantize to nothing and a decode token that uses it gets
+  // nothing. The relative floor keeps them (at a coarser step than the used channels).
+  const RowMatrix w = test::normal_matrix(16, 64, 31u);
+  RowMatrix x = test::normal_matrix(24, 64, 32u);
+  x.col(5).setZero();
+  AdaptiveExponentOptions no_floor;
+  no_floor.grid = {0.9};  // a strong exponent: the dead channel's D is 1e-4 next to ~1
+  AdaptiveExponentOptions floored = no_floor;
+  floored.relative_floor = 0.5;
+  Adaptive3 plain(w, {}, Q3(), AdaptiveExponent<1>(no_floor));
+  Adaptive3 kept(w, {}, Q3(), AdaptiveExponent<1>(floored));
+  plain.calibrate(x);
+  kept.calibrate(x);
+  const double column = w.col(5).squaredNorm();
+  const double lost = (w.col(5) - plain.effective_weight().col(5)).squaredNorm();
+  const double error = (w.col(5) - kept.effective_weight().col(5)).squaredNorm();
+  CHECK(lost > 0.9 * column);    // gone
+  CHECK(error < 0.25 * column);  // kept
+  // Channels the prompt used are not touched by a floor below them.
+  for (Index j = 0; j < 64; ++j)
+    if (j != 5) CHECK(plain.scales()[static_cast<std::size_t>(j)] == kept.scales()[static_cast<std::size_t>(j)]);
+  AdaptiveExponentOptions bad;
+  bad.relative_floor = 1.0;
+  CHECK_THROWS_AS(AdaptiveExponent<1>(bad), RangeError);
+}

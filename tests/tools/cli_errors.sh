@@ -76,6 +76,10 @@ expect_error "ppl: --bits beyond int64" "--bits: expected an integer" "$ppl" "${
 expect_error "ppl: --alpha-grid abc" "--alpha-grid: expected a number.*got 'abc'" "$ppl" "${small[@]}" --alpha-grid abc
 expect_error "ppl: --alpha-grid empty item" "--alpha-grid: expected a number.*got ''" "$ppl" "${small[@]}" --alpha-grid 0.1,,0.3
 expect_error "ppl: --rank beyond the layers" "--rank 1000: larger than min\(d_out, d_in\)" "$ppl" "${small[@]}" --alpha 0.5 --rank 1000
+expect_error "ppl: --clip unknown" "--clip: expected none, diag or block, got 'foo'" "$ppl" "${small[@]}" --clip foo
+expect_error "ppl: --clip with a fixed alpha" "--clip applies only to --method ttq with --alpha auto" "$ppl" "${small[@]}" --alpha 0.5 --clip block
+expect_error "ppl: --clip-rank without --clip block" "--clip-rank applies only to --clip block" "$ppl" "${small[@]}" --clip diag --clip-rank 4
+expect_error "ppl: --relative-floor 1" "--relative-floor: expected a number in" "$ppl" "${small[@]}" --relative-floor 1
 expect_error "ppl: --ctx wraps" "--ctx: expected an integer" "$ppl" --text "$wiki" --ctx 4294967328
 expect_error "ppl: --ctx beyond the model" "--ctx 4096 exceeds the model's context length" "$ppl" --text "$wiki" --ctx 4096 --limit-tokens 128
 expect_error "ppl: negative --limit-tokens" "--limit-tokens: expected an integer in 0\.\." "$ppl" --text "$wiki" --limit-tokens -5

@@ -122,7 +122,8 @@ GgufFile load_model(const Flags& flags) {
 }
 
 const std::set<std::string>& method_flags() {
-  static const std::set<std::string> flags{"method", "bits", "group", "rank", "p", "alpha", "lambda", "alpha-grid", "error-rows"};
+  static const std::set<std::string> flags{"method", "bits", "group", "rank", "p", "alpha", "lambda", "alpha-grid", "error-rows",
+                                          "clip", "clip-rank", "relative-floor"};
   return flags;
 }
 
@@ -179,6 +180,9 @@ MethodConfig method_from_flags(const Flags& flags) {
   }
   if (flags.has("backend")) c.backend = parse_backend(flags.get("backend", ""));
   if (flags.has("error-rows")) c.error_rows = static_cast<int>(flags.get_int("error-rows", 256, 0, 1 << 30));
+  if (flags.has("clip")) c.clip = parse_clip(flags.get("clip", "none"));
+  c.clip_rank = static_cast<int>(flags.get_int("clip-rank", 0, 0, kMaxGroup));
+  c.relative_floor = flags.get_double("relative-floor", c.relative_floor, 0.0, 0.999);
   c.awq_clip_search = flags.has("awq-clip");
   c.awq_normalisation = flags.has("awq-normalisation");
   require_applies(flags, "bits", quantized, "the quantized methods (not --method fp32)");
@@ -191,6 +195,9 @@ MethodConfig method_from_flags(const Flags& flags) {
   require_applies(flags, "alpha-grid", adaptive, "--method ttq with --alpha auto");
   require_applies(flags, "awq-normalisation", adaptive, "--method ttq with --alpha auto");
   require_applies(flags, "error-rows", adaptive, "--method ttq with --alpha auto");
+  require_applies(flags, "clip", adaptive, "--method ttq with --alpha auto");
+  require_applies(flags, "relative-floor", adaptive, "--method ttq with --alpha auto");
+  require_applies(flags, "clip-rank", adaptive && c.clip == ClipMode::block, "--clip block");
   require_applies(flags, "awq-clip", c.method == Method::awq, "--method awq");
   // Groups the AWQ-compatible format would destroy (docs/numerics.md).
   if (quantized) check_group(c.group);
@@ -210,6 +217,12 @@ std::string method_help() {
          "  --awq-normalisation        auto: normalise candidate scales as llm-awq (sqrt(max*min))\n"
          "  --error-rows n             auto: measure each candidate's error on every k-th row of layers taller\n"
          "                             than n, k = ceil(rows / n); 0 = every row (default 256)\n"
+         "  --clip none|diag|block     auto: online clip search per (row, group) on the prompt; block weighs a\n"
+         "                             group's error by the prompt's Gram block, diag by its diagonal (default none)\n"
+         "  --clip-rank k              --clip block: top-k eigenpairs of each Gram block plus the rest's diagonal\n"
+         "                             (default 0: the exact block)\n"
+         "  --relative-floor r         auto: D_j >= r * mean_k D_k, so channels the prompt did not use keep their\n"
+         "                             weights for decode tokens (default 0)\n"
          "  --awq-clip                 static AWQ: also search per-group clip ratios\n"
          "  --backend B                where the kernels run: dispatch (best ISA of this CPU, default),\n"
          "                             simd (the ISA the tools were compiled for) or scalar (the reference)\n"

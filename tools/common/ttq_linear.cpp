@@ -154,7 +154,12 @@ std::unique_ptr<QuantizedLinear> make_operator_linear(std::string_view name, con
       }
       AdaptiveExponent<Dynamic> stat({.p = c.p, .grid = c.alpha_grid,
                                       .normalisation = c.awq_normalisation ? ExponentNormalisation::awq : ExponentNormalisation::none,
-                                      .error_rows = c.error_rows});
+                                      .relative_floor = c.relative_floor,
+                                      .error_rows = c.error_rows,
+                                      .clip = {.objective = c.clip == ClipMode::block  ? ClipObjective::block
+                                                            : c.clip == ClipMode::diag ? ClipObjective::diag
+                                                                                       : ClipObjective::none,
+                                               .block_rank = c.clip_rank}});
       return std::make_unique<OperatorLinear<typename Ops::Adaptive>>(typename Ops::Adaptive(weights(residual), quantizer, std::move(stat)),
                                                                       w, d_out, d_in);
     }
@@ -231,6 +236,22 @@ std::string backend_description(BackendChoice backend) {
   return "?";
 }
 
+ClipMode parse_clip(std::string_view name) {
+  if (name == "none") return ClipMode::none;
+  if (name == "diag") return ClipMode::diag;
+  if (name == "block") return ClipMode::block;
+  throw LlamaError("--clip: expected none, diag or block, got '" + std::string(name) + "'");
+}
+
+std::string clip_name(ClipMode mode) {
+  switch (mode) {
+    case ClipMode::none: return "none";
+    case ClipMode::diag: return "diag";
+    case ClipMode::block: return "block";
+  }
+  return "?";
+}
+
 Method parse_method(std::string_view name) {
   if (name == "fp32") return Method::fp32;
   if (name == "rtn") return Method::rtn;
@@ -259,6 +280,10 @@ std::string describe(const MethodConfig& c) {
       out << "TTQ (p=" << c.p << ", alpha=";
       if (c.alpha) out << *c.alpha << ", lambda=" << c.lambda;
       else out << "auto";
+      if (!c.alpha && c.clip != ClipMode::none) {
+        out << ", clip=" << clip_name(c.clip);
+        if (c.clip == ClipMode::block && c.clip_rank > 0) out << "(k=" << c.clip_rank << ")";
+      }
       if (c.rank > 0) out << ", r=" << c.rank;
       out << ")";
       break;

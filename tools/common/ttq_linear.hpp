@@ -18,6 +18,10 @@ namespace ttq::llama {
 
 enum class Method { fp32, rtn, awq, ttq };
 
+/// TTQ auto's online clip search (ttq::ClipObjective; named here so that the tools' headers stay
+/// free of the library's).
+enum class ClipMode { none, diag, block };
+
 /// Where the projections' kernels run: the reference, the SIMD backend compiled into the tools
 /// (-march=native in this project's build), or ttq::dispatch's best ISA for this CPU (default).
 enum class BackendChoice { scalar, simd, dispatch };
@@ -34,6 +38,9 @@ struct MethodConfig {
   std::vector<double> alpha_grid = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
   bool awq_normalisation = false;  ///< adaptive exponent: llm-awq's sqrt(max*min) normalisation
   int error_rows = 256;            ///< adaptive exponent: rows its error is measured on (0: all)
+  ClipMode clip = ClipMode::none;  ///< adaptive exponent: online clip search (stats/online_clip.hpp)
+  int clip_rank = 0;               ///< clip block: 0 = exact Gram block, k = top-k eigenpairs + diagonal
+  double relative_floor = 0.0;     ///< adaptive exponent: D >= this times the mean (channels the prompt did not use)
   bool awq_clip_search = false;    ///< static AWQ: per-group clip search
   int awq_calibration_tokens = 2000;  ///< static AWQ: tokens kept per layer for the search
   BackendChoice backend = default_backend();
@@ -50,6 +57,8 @@ std::string backend_name(BackendChoice backend);
 /// What the backend runs on this machine, e.g. "dispatch (avx2)" or "simd (avx512bw+vnni)".
 std::string backend_description(BackendChoice backend);
 
+ClipMode parse_clip(std::string_view name);  ///< "none" | "diag" | "block"; throws LlamaError
+std::string clip_name(ClipMode mode);
 Method parse_method(std::string_view name);  ///< "fp32" | "rtn" | "awq" | "ttq"; throws LlamaError
 std::string method_name(Method method);
 /// A short human label, e.g. "TTQ (p=2, alpha=auto)".

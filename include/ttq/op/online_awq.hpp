@@ -60,7 +60,9 @@ class OnlineAWQ {
                             "factors of rank " + std::to_string(ResidualT::rank), "rank " + std::to_string(weights_->rank()));
     }
     config_ = quantizer_.config(weights_->d_in());
-    correlation_.bind(weights_->d_in());
+    // A policy that needs the group (the block clip search's Gram blocks) takes the config too.
+    if constexpr (requires { correlation_.bind(weights_->d_in(), config_); }) correlation_.bind(weights_->d_in(), config_);
+    else correlation_.bind(weights_->d_in());
     requantize();
   }
 

@@ -48,6 +48,19 @@ struct QuantizedMatrix {
     return out;
   }
 
+  /// Decodes row r into out[0, cols): the spec's w^ (before any 1/D).
+  void dequantize_row(Index r, float* out) const {
+    visit_format(format, [&](auto f) {
+      using F = decltype(f);
+      const std::uint32_t* words = row_codes(r);
+      for (Index g = 0; g < groups_per_row(); ++g) {
+        const GroupParams p = params(r, g);
+        const Index end = g * group + group_width(g);
+        for (Index c = g * group; c < end; ++c) out[c] = F::decode(unpack_code(words, c, bits), p, bits);
+      }
+    });
+  }
+
   /// Decoded values [rows, cols]: the spec's w^ for every element (before any 1/D).
   RowMatrix dequantize() const {
     RowMatrix out(rows, cols);

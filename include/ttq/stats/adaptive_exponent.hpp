@@ -23,7 +23,9 @@
 #include "ttq/core/error.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/stats/diag_correlation.hpp"
+#include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
+#include "ttq/stats/online_clip.hpp"
 #include "ttq/stats/scale_plan.hpp"
 
 namespace ttq {
@@ -40,22 +42,38 @@ struct AdaptiveExponentOptions {
   std::vector<double> grid = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};  ///< candidate exponents, >= 0
   ExponentNormalisation normalisation = ExponentNormalisation::none;
   double floor = 1e-4;  ///< lower bound on s^a (before normalisation), > 0
+  /// Lower bound on s^a relative to its mean over the channels, in [0, 1): a channel the prompt
+  /// never (or barely) used keeps weights a decode token can use, instead of D ~ floor scaling
+  /// them to nothing (docs/numerics.md, "Channels the prompt did not use"). 0 disables it.
+  double relative_floor = 0.0;
   double decay = 0.0;   ///< statistics decay across prompts, as DiagCorrelationOptions::decay
   /// Rows on which E_a is measured: all rows of a layer with at most this many, else every k-th
   /// row with k = ceil(rows / error_rows). 0 measures every row of every layer.
   Index error_rows = 256;
+  /// The online clip search run after the exponent is chosen (stats/online_clip.hpp); off by default.
+  OnlineClipOptions clip = {};
 };
 
-/// The candidate scales of an exponent a: v_j = max(s_j^a, floor), divided by sqrt(max v * min v)
-/// when `awq_normalised` (llm-awq's normalisation), as fp32. Shared by AdaptiveExponent and
-/// static AWQ (which uses floor 1e-4 and the normalisation, as llm-awq).
-inline std::vector<float> exponent_scales(const std::vector<double>& s, double a, double floor, bool awq_normalised) {
+/// The candidate scales of an exponent a: v_j = max(s_j^a, floor), raised to at least
+/// relative_floor * mean_k v_k when relative_floor > 0, divided by sqrt(max v * min v) when
+/// `awq_normalised` (llm-awq's normalisation), as fp32. Shared by AdaptiveExponent and static AWQ
+/// (which uses floor 1e-4, no relative floor and the normalisation, as llm-awq).
+inline std::vector<float> exponent_scales(const std::vector<double>& s, double a, double floor, bool awq_normalised,
+                                          double relative_floor = 0.0) {
   std::vector<double> v(s.size());
-  double mx = 0.0, mn = std::numeric_limits<double>::infinity();
+  double sum = 0.0;
   for (std::size_t j = 0; j < s.size(); ++j) {
     v[j] = std::max(std::pow(s[j], a), floor);
-    mx = std::max(mx, v[j]);
-    mn = std::min(mn, v[j]);
+    sum += v[j];
+  }
+  if (relative_floor > 0.0 && !v.empty()) {
+    const double lower = relative_floor * sum / static_cast<double>(v.size());
+    for (double& value : v) value = std::max(value, lower);
+  }
+  double mx = 0.0, mn = std::numeric_limits<double>::infinity();
+  for (double value : v) {
+    mx = std::max(mx, value);
+    mn = std::min(mn, value);
   }
   const double norm = awq_normalised ? std::sqrt(mx * mn) : 1.0;
   std::vector<float> out(s.size());
@@ -79,26 +97,48 @@ class AdaptiveExponent {
   AdaptiveExponent() : AdaptiveExponent(AdaptiveExponentOptions{}) {}
   explicit AdaptiveExponent(AdaptiveExponentOptions options)
       : options_(std::move(options)), stats_(DiagCorrelationOptions{.p = options_.p, .alpha = 1.0, .lambda = 0.0,
-                                                                    .decay = options_.decay}) {
+                                                                    .decay = options_.decay}),
+        clip_(options_.clip) {
     detail::require_range(!options_.grid.empty(), "grid", "at least one exponent", "an empty grid");
     for (double a : options_.grid)
       detail::require_range(std::isfinite(a) && a >= 0.0, "grid", "finite exponents >= 0", std::to_string(a));
     detail::require_range(std::isfinite(options_.floor) && options_.floor > 0.0, "floor", "a finite value > 0",
                           std::to_string(options_.floor));
+    detail::require_range(std::isfinite(options_.relative_floor) && options_.relative_floor >= 0.0 && options_.relative_floor < 1.0,
+                          "relative_floor", "a value in [0, 1)", std::to_string(options_.relative_floor));
     detail::require_range(options_.error_rows >= 0, "error_rows", "a row count >= 0 (0: all rows)",
                           std::to_string(options_.error_rows));
   }
 
   const AdaptiveExponentOptions& options() const { return options_; }
-  void bind(Index d_in) { stats_.bind(d_in); }
-  void observe(ConstMatrixView x) { stats_.observe(x); }
-  void observe(ConstMatrixView x, const ChannelStatsKernel& kernel) { stats_.observe(x, kernel); }
-  void begin_prompt() { stats_.begin_prompt(); }
+  /// Fixes the channel count. The block clip objective also needs the group: bind(d_in, config),
+  /// which an operator calls.
+  void bind(Index d_in) {
+    stats_.bind(d_in);
+    clip_.bind(d_in, 0);
+  }
+  void bind(Index d_in, const QuantConfig& config) {
+    stats_.bind(d_in);
+    clip_.bind(d_in, config.group);
+  }
+  void observe(ConstMatrixView x) { observe(x, ChannelStatsKernel(reference_channel_stats_dynamic)); }
+  void observe(ConstMatrixView x, const ChannelStatsKernel& kernel) {
+    clip_.require_bound();
+    stats_.observe(x, kernel);  // validates X
+    clip_.observe(x);
+  }
+  void begin_prompt() {
+    stats_.begin_prompt();
+    clip_.begin_prompt(options_.decay);
+  }
   void reset() {
     stats_.reset();
+    clip_.reset();
     chosen_.reset();
     errors_.clear();
   }
+  /// The clip search and its statistics (the clip ratios of the last plan: clip_search().chosen()).
+  const OnlineClipSearch& clip_search() const { return clip_; }
   const DiagCorrelation<P>& statistics() const { return stats_; }
 
   /// The exponent of the last plan (nullopt before any token was observed).
@@ -133,24 +173,25 @@ class AdaptiveExponent {
         chosen_ = a;
       }
     }
-    if (step == 1) {
-      best.quantized = true;
-    } else {  // the winner, measured on a subset of rows, quantized in full once
+    if (clip_.enabled()) {  // quantizes the whole weight with the chosen clips
+      best.group_clip = clip_.search(context, best.scales, c);
+    } else if (step > 1) {  // the winner, measured on a subset of rows, quantized in full once
       context.quantize(context.weight, best.scales, {}, {}, context.output);
-      best.quantized = true;
     }
+    best.quantized = true;
     return best;
   }
 
  private:
   std::vector<float> scales_for(const std::vector<double>& s, double a) const {
-    return exponent_scales(s, a, options_.floor, options_.normalisation == ExponentNormalisation::awq);
+    return exponent_scales(s, a, options_.floor, options_.normalisation == ExponentNormalisation::awq, options_.relative_floor);
   }
 
   AdaptiveExponentOptions options_;
   DiagCorrelation<P> stats_;
   std::optional<double> chosen_;
   std::vector<double> errors_;
+  OnlineClipSearch clip_;
   QuantizedMatrix candidate_;  // scratch of plan(), kept to reuse its storage
 };
 

@@ -48,7 +48,8 @@ struct ScaleContext {
 
 /// What an operator needs from a scale policy (the thing that decides D):
 ///   adapts                      whether observing activations can change the plan (false: quantize once)
-///   bind(d_in)                  fix the channel count
+///   bind(d_in)                  fix the channel count (an operator calls bind(d_in, QuantConfig)
+///                               instead where the policy has it: policies that need the group)
 ///   observe(X [T, d_in], kernel) accumulate statistics with the operator's statistics kernel
 ///   begin_prompt(), reset()     decay / forget statistics
 ///   plan(ScaleContext)          -> ScalePlan
