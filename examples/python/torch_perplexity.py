@@ -138,6 +138,7 @@ def perplexity(model, windows):
 
 def run(method, bits=3, group=32, ctx=512, model_path=DATA / "stories260K.gguf", text_path=DATA / "tinystories-valid.head32k.txt"):
     """Perplexity of the model with its projections quantized by `method` (fp32, rtn or ttq)."""
+    torch.set_num_threads(1)  # a 64-wide model: torch's intra-op threads only add overhead (and contend with ttq's)
     meta, weights = read_gguf(model_path)
     tokenizer, model = Tokenizer(meta), Llama(meta, weights)
     if method != "fp32":  # the 7 projections of every block; the output head stays fp32 (as ttq-ppl)

@@ -3,6 +3,7 @@ QDQ, TTQ's forward is x @ effective_weight().T + bias with the spec's D, the ada
 picks the least error, static AWQ freezes; bad input raises; dtypes; zero copy; threads."""
 
 import math
+import sys
 import threading
 import time
 
@@ -255,10 +256,43 @@ def test_bad_input_raises():
         ttq.OnlineAWQ(w, group=32, lambda_="x")
 
 
+def run_concurrently(long_call, short_call):
+    """Runs long_call() in one thread and short_call() in a loop in another until the first ends;
+    returns (the long call's window, the short calls' completion times). The interpreter's
+    forced GIL switches are turned off (switch interval 100 s), so the second thread can run
+    while the first is inside its call only if that call releases the GIL."""
+    window, stamps = {}, []
+    started = threading.Event()
+
+    def first():
+        started.set()
+        window["start"] = time.perf_counter()
+        long_call()
+        window["end"] = time.perf_counter()
+
+    def second():
+        started.wait()
+        deadline = time.perf_counter() + 30.0
+        while "end" not in window and time.perf_counter() < deadline:
+            short_call()
+            stamps.append(time.perf_counter())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    return window, stamps
+
+
 def test_two_python_threads_run_operators_at_once():
     """While one thread is inside a long calibration, another completes operator calls: the GIL
-    is released inside the kernels. (With the GIL held, no Python code of the second thread, and
-    so no timestamp of it, could fall inside the first thread's call.)"""
+    is released inside the kernels; both get the single-threaded results."""
     rng = np.random.default_rng(7)
     w_big = (rng.standard_normal((2048, 2048)) * 0.05).astype(np.float32)
     x_big = rng.standard_normal((64, 2048)).astype(np.float32)
@@ -268,34 +302,35 @@ def test_two_python_threads_run_operators_at_once():
     x = activations(t=2)
     expected = small.forward(x)
     expected_big = ttq.OnlineAWQ(w_big, bits=3, group=64, error_rows=0).prefill(x_big)
-
-    window, stamps, results = {}, [], {}
-    started = threading.Event()
+    results, mismatches = {}, []
 
     def long_call():
-        started.set()
-        window["start"] = time.perf_counter()
         results["big"] = big.prefill(x_big)
-        window["end"] = time.perf_counter()
 
-    def short_calls():
-        started.wait()
-        deadline = time.perf_counter() + 30.0
-        while "end" not in window and time.perf_counter() < deadline:
-            y = small.forward(x)
-            stamps.append(time.perf_counter())
-            if not np.array_equal(y, expected):
-                results["mismatch"] = True
+    def short_call():
+        if not np.array_equal(small.forward(x), expected):
+            mismatches.append(1)
 
-    threads = [threading.Thread(target=long_call), threading.Thread(target=short_calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    window, stamps = run_concurrently(long_call, short_call)
     inside = [s for s in stamps if window["start"] < s < window["end"]]
     assert len(inside) >= 2, (len(stamps), window["end"] - window["start"])
-    assert "mismatch" not in results
+    assert not mismatches
     np.testing.assert_array_equal(results["big"], expected_big)
+
+
+def test_the_thread_check_detects_a_held_gil():
+    """The check above fails for a call that keeps the GIL (pure Python work of similar length)."""
+    w, b = layer()
+    small = ttq.OnlineAWQ(w, b, bits=4, group=32, method="rtn")
+    x = activations(t=2)
+
+    def python_work():
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:
+            pass
+
+    window, stamps = run_concurrently(python_work, lambda: small.forward(x))
+    assert not [s for s in stamps if window["start"] < s < window["end"]]
 
 
 def test_one_operator_shared_by_two_threads_stays_consistent():
