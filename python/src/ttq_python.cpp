@@ -466,6 +466,7 @@ struct OperatorOptions {
   std::optional<double> prior_weight;
   std::optional<std::vector<double>> alpha_grid;
   std::optional<bool> awq_normalisation;
+  std::optional<double> floor;
   std::optional<Index> error_rows;
   std::optional<Index> rank;
   // static AWQ
@@ -570,6 +571,7 @@ std::unique_ptr<AnyOperator> make_operator(ConstMatrixView w, std::span<const fl
   require_applies(o.prior_weight, "prior_weight", fixed, "method='ttq' with a fixed alpha");
   require_applies(o.alpha_grid, "alpha_grid", adaptive, "method='ttq' with alpha='auto'");
   require_applies(o.awq_normalisation, "awq_normalisation", adaptive, "method='ttq' with alpha='auto'");
+  require_applies(o.floor, "floor", adaptive, "method='ttq' with alpha='auto'");
   require_applies(o.error_rows, "error_rows", adaptive, "method='ttq' with alpha='auto'");
   require_applies(o.awq_clip, "awq_clip", awq, "method='awq'");
   require_applies(o.awq_grid, "awq_grid", awq, "method='awq'");
@@ -610,6 +612,7 @@ std::unique_ptr<AnyOperator> make_operator(ConstMatrixView w, std::span<const fl
   if (o.alpha_grid) e.grid = *o.alpha_grid;
   e.normalisation = o.awq_normalisation.value_or(false) ? ttq::ExponentNormalisation::awq : ttq::ExponentNormalisation::none;
   e.decay = o.decay.value_or(0.0);
+  if (o.floor) e.floor = *o.floor;
   if (o.error_rows) e.error_rows = *o.error_rows;
   return std::make_unique<OperatorImpl<AutoOperator>>(
       AutoOperator(std::move(weights), quantizer, ttq::AdaptiveExponent<ttq::Dynamic>(std::move(e))));
@@ -795,6 +798,7 @@ Args:
         weight in [0, 1].
     alpha_grid: TTQ ``"auto"``: the candidate exponents (default 0, 0.1, ..., 0.9).
     awq_normalisation: TTQ ``"auto"``: llm-awq's sqrt(max*min) normalisation of the scales.
+    floor: TTQ ``"auto"``: lower bound on the candidate scales s^a (default 1e-4).
     error_rows: TTQ ``"auto"``: rows the error is measured on (0: all).
     rank: TTQ: rank of the full-precision low-rank residual (0: none).
     awq_clip: static AWQ: also search a clip ratio per (row, group).
@@ -851,7 +855,8 @@ void bind(nb::module_& m) {
               float clip_ratio, std::optional<std::variant<double, std::string>> alpha, std::optional<double> p,
               std::optional<double> lambda, std::optional<double> decay, std::optional<std::vector<double>> prior,
               std::optional<double> prior_weight, std::optional<std::vector<double>> alpha_grid,
-              std::optional<bool> awq_normalisation, std::optional<Index> error_rows, std::optional<Index> rank,
+              std::optional<bool> awq_normalisation, std::optional<double> floor, std::optional<Index> error_rows,
+              std::optional<Index> rank,
               std::optional<bool> awq_clip, std::optional<int> awq_grid, std::optional<int> clip_grid,
               std::optional<double> max_shrink, std::optional<Index> max_calibration_tokens) {
              OperatorOptions o;
@@ -868,6 +873,7 @@ void bind(nb::module_& m) {
              o.prior_weight = prior_weight;
              o.alpha_grid = std::move(alpha_grid);
              o.awq_normalisation = awq_normalisation;
+             o.floor = floor;
              o.error_rows = error_rows;
              o.rank = rank;
              o.awq_clip = awq_clip;
@@ -880,7 +886,7 @@ void bind(nb::module_& m) {
            "w"_a, "bias"_a = nb::none(), nb::kw_only(), "bits"_a = 4, "group"_a = 128, "method"_a = "ttq", "format"_a = "awq",
            "clip_ratio"_a = 1.0f, "alpha"_a = nb::none(), "p"_a = nb::none(), "lambda_"_a = nb::none(), "decay"_a = nb::none(),
            "prior"_a = nb::none(), "prior_weight"_a = nb::none(), "alpha_grid"_a = nb::none(),
-           "awq_normalisation"_a = nb::none(), "error_rows"_a = nb::none(), "rank"_a = nb::none(), "awq_clip"_a = nb::none(),
+           "awq_normalisation"_a = nb::none(), "floor"_a = nb::none(), "error_rows"_a = nb::none(), "rank"_a = nb::none(), "awq_clip"_a = nb::none(),
            "awq_grid"_a = nb::none(), "clip_grid"_a = nb::none(), "max_shrink"_a = nb::none(),
            "max_calibration_tokens"_a = nb::none())
       .def("calibrate", &PyOperator::calibrate, "x"_a,

@@ -353,3 +353,14 @@ def test_one_operator_shared_by_two_threads_stays_consistent():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_adaptive_exponent_options():
+    w, b = layer()
+    x = activations()
+    op = ttq.OnlineAWQ(w, b, bits=3, group=32, alpha_grid=[0.5], floor=2.0)
+    op.calibrate(x)
+    np.testing.assert_array_equal(op.scales, ref.exponent_scales(x, 1.0, 0.5, floor=2.0))
+    assert op.scales.min() >= 2.0 and op.chosen_alpha == 0.5
+    with pytest.raises(ttq.RangeError, match="argument 'floor'"):
+        ttq.OnlineAWQ(w, b, group=32, method="rtn", floor=2.0)
