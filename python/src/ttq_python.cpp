@@ -449,8 +449,8 @@ using AutoOperator = Operator<ttq::AdaptiveExponent<ttq::Dynamic>, ttq::LowRankR
 
 /// Every run-time option of an operator, as the Python constructor takes them. Method-specific
 /// options are optional so that one given to a method it does not apply to is an error, never
-/// silently ignored. To add an option (e.g. issue 11's online clip search `clip`): a field here,
-/// its keyword in bind_operator() below, and its use in make_operator().
+/// silently ignored. To add an option: a field here, its keyword in bind_operator() below, and its
+/// use in make_operator().
 struct OperatorOptions {
   std::string method = "ttq";  // "ttq" | "rtn" | "awq"
   int bits = 4;
@@ -468,6 +468,9 @@ struct OperatorOptions {
   std::optional<bool> awq_normalisation;
   std::optional<double> floor;
   std::optional<Index> error_rows;
+  std::optional<std::string> clip;  // "none" | "diag" | "block": the online clip search
+  std::optional<Index> clip_rank;
+  std::optional<double> relative_floor;
   std::optional<Index> rank;
   // static AWQ
   std::optional<bool> awq_clip;
@@ -573,6 +576,9 @@ std::unique_ptr<AnyOperator> make_operator(ConstMatrixView w, std::span<const fl
   require_applies(o.awq_normalisation, "awq_normalisation", adaptive, "method='ttq' with alpha='auto'");
   require_applies(o.floor, "floor", adaptive, "method='ttq' with alpha='auto'");
   require_applies(o.error_rows, "error_rows", adaptive, "method='ttq' with alpha='auto'");
+  require_applies(o.clip, "clip", adaptive, "method='ttq' with alpha='auto'");
+  require_applies(o.clip_rank, "clip_rank", adaptive && o.clip && *o.clip == "block", "clip='block'");
+  require_applies(o.relative_floor, "relative_floor", adaptive, "method='ttq' with alpha='auto'");
   require_applies(o.awq_clip, "awq_clip", awq, "method='awq'");
   require_applies(o.awq_grid, "awq_grid", awq, "method='awq'");
   require_applies(o.clip_grid, "clip_grid", awq, "method='awq'");
@@ -614,6 +620,14 @@ std::unique_ptr<AnyOperator> make_operator(ConstMatrixView w, std::span<const fl
   e.decay = o.decay.value_or(0.0);
   if (o.floor) e.floor = *o.floor;
   if (o.error_rows) e.error_rows = *o.error_rows;
+  if (o.relative_floor) e.relative_floor = *o.relative_floor;
+  if (o.clip) {
+    if (*o.clip == "none") e.clip.objective = ttq::ClipObjective::none;
+    else if (*o.clip == "diag") e.clip.objective = ttq::ClipObjective::diag;
+    else if (*o.clip == "block") e.clip.objective = ttq::ClipObjective::block;
+    else throw ttq::RangeError("clip", "'none', 'diag' or 'block', got '" + *o.clip + "'");
+  }
+  if (o.clip_rank) e.clip.block_rank = *o.clip_rank;
   return std::make_unique<OperatorImpl<AutoOperator>>(
       AutoOperator(std::move(weights), quantizer, ttq::AdaptiveExponent<ttq::Dynamic>(std::move(e))));
 }
@@ -800,6 +814,13 @@ Args:
     awq_normalisation: TTQ ``"auto"``: llm-awq's sqrt(max*min) normalisation of the scales.
     floor: TTQ ``"auto"``: lower bound on the candidate scales s^a (default 1e-4).
     error_rows: TTQ ``"auto"``: rows the error is measured on (0: all).
+    clip: TTQ ``"auto"``: the online clip search, a clip ratio per (row, group) chosen on the
+        prompt: ``"none"`` (default), ``"diag"`` (weighted by the channels' mean squares) or
+        ``"block"`` (by the prompt's Gram block of the group; the most accurate).
+    clip_rank: ``clip="block"``: use each Gram block's top-k eigenpairs plus the rest's
+        diagonal (0: the exact block).
+    relative_floor: TTQ ``"auto"``: lower bound on s^a relative to its mean, so channels the
+        prompt did not use keep their weights (default 0: off).
     rank: TTQ: rank of the full-precision low-rank residual (0: none).
     awq_clip: static AWQ: also search a clip ratio per (row, group).
     awq_grid: static AWQ: exponents i / awq_grid, i < awq_grid.
@@ -856,6 +877,7 @@ void bind(nb::module_& m) {
               std::optional<double> lambda, std::optional<double> decay, std::optional<std::vector<double>> prior,
               std::optional<double> prior_weight, std::optional<std::vector<double>> alpha_grid,
               std::optional<bool> awq_normalisation, std::optional<double> floor, std::optional<Index> error_rows,
+              std::optional<std::string> clip, std::optional<Index> clip_rank, std::optional<double> relative_floor,
               std::optional<Index> rank,
               std::optional<bool> awq_clip, std::optional<int> awq_grid, std::optional<int> clip_grid,
               std::optional<double> max_shrink, std::optional<Index> max_calibration_tokens) {
@@ -875,6 +897,9 @@ void bind(nb::module_& m) {
              o.awq_normalisation = awq_normalisation;
              o.floor = floor;
              o.error_rows = error_rows;
+             o.clip = std::move(clip);
+             o.clip_rank = clip_rank;
+             o.relative_floor = relative_floor;
              o.rank = rank;
              o.awq_clip = awq_clip;
              o.awq_grid = awq_grid;
@@ -886,7 +911,8 @@ void bind(nb::module_& m) {
            "w"_a, "bias"_a = nb::none(), nb::kw_only(), "bits"_a = 4, "group"_a = 128, "method"_a = "ttq", "format"_a = "awq",
            "clip_ratio"_a = 1.0f, "alpha"_a = nb::none(), "p"_a = nb::none(), "lambda_"_a = nb::none(), "decay"_a = nb::none(),
            "prior"_a = nb::none(), "prior_weight"_a = nb::none(), "alpha_grid"_a = nb::none(),
-           "awq_normalisation"_a = nb::none(), "floor"_a = nb::none(), "error_rows"_a = nb::none(), "rank"_a = nb::none(), "awq_clip"_a = nb::none(),
+           "awq_normalisation"_a = nb::none(), "floor"_a = nb::none(), "error_rows"_a = nb::none(), "clip"_a = nb::none(),
+           "clip_rank"_a = nb::none(), "relative_floor"_a = nb::none(), "rank"_a = nb::none(), "awq_clip"_a = nb::none(),
            "awq_grid"_a = nb::none(), "clip_grid"_a = nb::none(), "max_shrink"_a = nb::none(),
            "max_calibration_tokens"_a = nb::none())
       .def("calibrate", &PyOperator::calibrate, "x"_a,

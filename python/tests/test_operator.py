@@ -364,3 +364,33 @@ def test_adaptive_exponent_options():
     assert op.scales.min() >= 2.0 and op.chosen_alpha == 0.5
     with pytest.raises(ttq.RangeError, match="argument 'floor'"):
         ttq.OnlineAWQ(w, b, group=32, method="rtn", floor=2.0)
+
+
+def test_online_clip_search():
+    # Issue 11's clip search through the same object: on the prompt, block beats no clip at 2 bits,
+    # and the choice is the C++ oracle's (the scalar backend, selected at run time).
+    w, b = layer()
+    x = activations(t=48)
+    y = x.astype(np.float64) @ w.astype(np.float64).T
+    errors = {}
+    for clip in ("none", "diag", "block"):
+        op = ttq.OnlineAWQ(w, b, bits=2, group=32, clip=clip)
+        op.calibrate(x)
+        errors[clip] = float((((x.astype(np.float64) @ op.effective_weight().astype(np.float64).T) - y) ** 2).sum())
+    assert errors["block"] < errors["none"]
+    fast = ttq.OnlineAWQ(w, b, bits=2, group=32, clip="block", clip_rank=4)
+    fast.calibrate(x)
+    best = ttq.isa()
+    try:
+        ttq.set_isa("scalar")
+        oracle = ttq.OnlineAWQ(w, b, bits=2, group=32, clip="block", clip_rank=4)
+        oracle.calibrate(x)
+    finally:
+        ttq.set_isa(best)
+    np.testing.assert_array_equal(fast.quantized.codes, oracle.quantized.codes)
+    with pytest.raises(ttq.RangeError, match="argument 'clip'"):
+        ttq.OnlineAWQ(w, b, group=32, clip="full")
+    with pytest.raises(ttq.RangeError, match="argument 'clip'"):
+        ttq.OnlineAWQ(w, b, group=32, alpha=0.5, clip="block")
+    with pytest.raises(ttq.RangeError, match="argument 'clip_rank'"):
+        ttq.OnlineAWQ(w, b, group=32, clip="diag", clip_rank=2)

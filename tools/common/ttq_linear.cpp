@@ -284,6 +284,7 @@ std::string describe(const MethodConfig& c) {
         out << ", clip=" << clip_name(c.clip);
         if (c.clip == ClipMode::block && c.clip_rank > 0) out << "(k=" << c.clip_rank << ")";
       }
+      if (!c.alpha && c.relative_floor > 0.0) out << ", floor=" << c.relative_floor << " x mean";
       if (c.rank > 0) out << ", r=" << c.rank;
       out << ")";
       break;
