@@ -62,7 +62,7 @@ ttq::llama::test::Bytes rebuilt_model(const std::function<bool(const GgufTensor&
 
 }  // namespace
 
-TEST_CASE("fp32 stories260K scores the TinyStories documents at the SOURCES.md anchor", "[model][anchor]") {
+TEST_CASE("fp32 stories260K scores the TinyStories documents at the SOURCES.md anchor", "[model][anchor][whole-text]") {
   LlamaModel model(stories_file());
   const auto& docs = stories();
   REQUIRE(docs.size() == 46);

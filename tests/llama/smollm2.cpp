@@ -201,7 +201,7 @@ TEST_CASE("all of WikiText-2's test split encodes to HF tokenizers' tokens and d
   CHECK(s->tokenizer.decode(tokens) == wikitext());
 }
 
-TEST_CASE("SmolLM2 predicts the first 200 WikiText tokens with a sane perplexity", "[smollm2][model]") {
+TEST_CASE("SmolLM2 predicts the first 200 WikiText tokens with a sane perplexity", "[smollm2][model][whole-text]") {
   Smollm2* s = smollm2_or_skip();
   if (!s) return;
   const auto& all = wikitext_tokens(s->tokenizer);
@@ -215,7 +215,7 @@ TEST_CASE("SmolLM2 predicts the first 200 WikiText tokens with a sane perplexity
   CHECK(ppl == Approx(32.70).epsilon(0.01));
 }
 
-TEST_CASE("decoding SmolLM2 one token at a time gives the batched prefill's logits", "[smollm2][model]") {
+TEST_CASE("decoding SmolLM2 one token at a time gives the batched prefill's logits", "[smollm2][model][whole-text]") {
   Smollm2* s = smollm2_or_skip();
   if (!s) return;
   const auto& all = wikitext_tokens(s->tokenizer);

@@ -31,7 +31,7 @@ double perplexity(const Bundled& b, const MethodConfig& config, Protocol protoco
 
 }  // namespace
 
-TEST_CASE("3-bit RTN and adaptive TTQ on stories260K reproduce the independent reference perplexities", "[tools][real]") {
+TEST_CASE("3-bit RTN and adaptive TTQ on stories260K reproduce the independent reference perplexities", "[tools][real][whole-text]") {
   const Bundled bundled;
   REQUIRE(bundled.documents.size() == 46);
   MethodConfig rtn;
@@ -45,7 +45,7 @@ TEST_CASE("3-bit RTN and adaptive TTQ on stories260K reproduce the independent r
 }
 
 TEST_CASE("the causal protocol scores the same predictions for every method, fewer than the paper protocol",
-          "[tools][real]") {
+          "[tools][real][whole-text]") {
   const Bundled bundled;
   MethodConfig fp32;
   fp32.method = Method::fp32;
@@ -64,7 +64,7 @@ TEST_CASE("the causal protocol scores the same predictions for every method, few
   CHECK(causal_ttq.mean() > causal_fp32.mean());
 }
 
-TEST_CASE("static AWQ freezes after its offline calibration and beats RTN at 3 bits on stories260K", "[tools][real]") {
+TEST_CASE("static AWQ freezes after its offline calibration and beats RTN at 3 bits on stories260K", "[tools][real][whole-text]") {
   const Bundled bundled;
   MethodConfig awq;
   awq.method = Method::awq;
@@ -78,4 +78,28 @@ TEST_CASE("static AWQ freezes after its offline calibration and beats RTN at 3 b
   MethodConfig rtn;
   rtn.method = Method::rtn;
   CHECK(awq_ppl < perplexity(bundled, rtn));
+}
+
+TEST_CASE("TTQ with the online clip search on three stories: block below no clip below RTN at 2 bits", "[tools][real][clip]") {
+  // Short enough to run under the sanitizers (the whole-text anchors are [whole-text]), and it
+  // runs every method of the seam through the real model: RTN, TTQ auto, and both clip objectives.
+  Bundled bundled;
+  bundled.documents.resize(3);
+  MethodConfig rtn;
+  rtn.method = Method::rtn;
+  rtn.bits = 2;
+  MethodConfig ttq = rtn;
+  ttq.method = Method::ttq;
+  ttq.alpha.reset();
+  ttq.p = 1.0;
+  MethodConfig diag = ttq, block = ttq;
+  diag.clip = ClipMode::diag;
+  block.clip = ClipMode::block;
+  block.clip_rank = 0;
+  const double p_rtn = perplexity(bundled, rtn), p_ttq = perplexity(bundled, ttq);
+  const double p_diag = perplexity(bundled, diag), p_block = perplexity(bundled, block);
+  CHECK(p_ttq < p_rtn);
+  CHECK(p_block < p_ttq);
+  CHECK(p_diag < p_ttq);
+  CHECK(std::isfinite(p_block));
 }

@@ -66,6 +66,7 @@ expect_error "ppl: static AWQ on an empty calibration text" "--calib-text .*empt
 expect_error "ppl: static AWQ on a one-token calibration budget" "--calib-tokens: expected an integer in 4\.\." \
   "$ppl" "${small[@]}" --method awq --calib-tokens 1
 expect_error "compare: a three-token WikiText budget" "--wikitext-tokens: expected an integer" "$cmp" --wikitext-tokens 3
+expect_error "compare: --clip unknown" "--clip: expected none, diag or block, got 'full'" "$cmp" --clip full
 
 # --- 2. Numbers parsed strictly: whole string, no wrap, range-checked, the flag named.
 expect_error "ppl: --bits wraps to 3" "--bits: expected an integer in 2\.\.8, got '4294967299'" "$ppl" "${small[@]}" --bits 4294967299

@@ -1,7 +1,8 @@
 // ttq-compare: the main demo. Perplexity of the bundled stories260K model on both bundled texts
-// for FP32, RTN, static AWQ (calibrated on the *other* text: the domain shift TTQ avoids), TTQ
-// with the paper-like fixed exponent and TTQ with the exponent chosen per layer and prompt, at
-// 2, 3 and 4 bits. Prints one markdown table per text. See docs/tools.md.
+// for FP32, RTN, static AWQ with and without its clip search (calibrated on the *other* text: the
+// domain shift TTQ avoids), TTQ with the paper-like fixed exponent, TTQ with the exponent chosen
+// per layer and prompt, and the same with the online clip search (--clip, default block), at 2,
+// 3 and 4 bits. Prints one markdown table per text. See docs/tools.md.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -40,13 +41,16 @@ int main(int argc, char** argv) {
     if (std::string(argv[i]) == "--help") {
       std::puts(
           "usage: ttq-compare [--model M.gguf] [--wikitext-tokens N] [--calib-tokens N] [--group g] [--protocol paper|causal]\n"
-          "  Compares FP32, RTN, static AWQ (calibrated on the other text), TTQ (fixed p=2, alpha=0.5, lambda=0.1)\n"
-          "  and TTQ (alpha chosen per layer and prompt) at 2/3/4 bits on the bundled TinyStories sample\n"
-          "  (46 documents) and the first --wikitext-tokens tokens of the bundled WikiText-2 test text (default 16384).");
+          "                   [--clip none|diag|block]\n"
+          "  Compares FP32, RTN, static AWQ without and with its clip search (calibrated on the other text), TTQ\n"
+          "  (fixed p=2, alpha=0.5, lambda=0.1), TTQ (alpha chosen per layer and prompt) and the same with the\n"
+          "  online clip search (--clip, default block; none leaves the row out) at 2/3/4 bits on the bundled\n"
+          "  TinyStories sample (46 documents) and the first --wikitext-tokens tokens of the bundled WikiText-2\n"
+          "  test text (default 16384).");
       return 0;
     }
   try {
-    std::set<std::string> valued{"model", "wikitext-tokens", "calib-tokens", "group", "protocol"};
+    std::set<std::string> valued{"model", "wikitext-tokens", "calib-tokens", "group", "protocol", "clip"};
     valued.insert(cli::runtime_flags().begin(), cli::runtime_flags().end());
     const cli::Flags flags(argc, argv, valued, {});
     cli::configure_threads(flags);
@@ -56,6 +60,7 @@ int main(int argc, char** argv) {
     const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000, 4, std::int64_t{1} << 40);
     const std::int64_t wikitext_tokens = flags.get_int("wikitext-tokens", 16384, 4, std::int64_t{1} << 40);
     const int group = static_cast<int>(flags.get_int("group", 32, 0, cli::kMaxGroup));
+    const ClipMode clip = parse_clip(flags.get("clip", "block"));
     check_group(group);
     const std::string stories_path = cli::data_file(flags, "tinystories-valid.head32k.txt");
     const std::string wiki_path = cli::data_file(flags, "wikitext-2-raw.test.txt");
@@ -74,6 +79,9 @@ int main(int argc, char** argv) {
     m.method = Method::awq;
     m.p = 1.0;
     methods.push_back(m);
+    m.awq_clip_search = true;
+    methods.push_back(m);
+    m.awq_clip_search = false;
     m.method = Method::ttq;
     m.p = 2.0;
     m.alpha = 0.5;
@@ -82,6 +90,10 @@ int main(int argc, char** argv) {
     m.p = 1.0;
     m.alpha.reset();
     methods.push_back(m);
+    if (clip != ClipMode::none) {
+      m.clip = clip;
+      methods.push_back(m);
+    }
 
     // Every flag is checked against the model (the group against each projection) before any
     // output: a bad --group must not fail after the first table rows.
@@ -90,7 +102,7 @@ int main(int argc, char** argv) {
 
     const auto start = std::chrono::steady_clock::now();
     std::printf("Perplexity of stories260K (lower is better), group %d, AWQ-compatible format, %s protocol.\n"
-                "Static AWQ is calibrated on %lld tokens of the other text.\n",
+                "Static AWQ is calibrated on %lld tokens of the other text; TTQ on each window itself.\n",
                 group, protocol_name(protocol).c_str(), static_cast<long long>(calib_tokens));
     const int bits[] = {2, 3, 4};
     std::size_t done = 0;
