@@ -36,9 +36,8 @@ file(CONFIGURE OUTPUT ${ttq_simd_kernels_dir}/ttq_simd_kernels_extern.hpp CONTEN
 
 add_library(ttq_simd_kernels STATIC ${sources})
 target_link_libraries(ttq_simd_kernels PUBLIC ttq::ttq PRIVATE ttq_project_options)
-if(TTQ_SANITIZE)
-  target_compile_options(ttq_simd_kernels PRIVATE -O0)  # as ttq_tests (tests/CMakeLists.txt)
-endif()
+# (Under the sanitizers the kernels keep the build's -O1: at -O0 the runner's tests, which
+# quantize whole models through them, ran for more than ten minutes.)
 set(TTQ_SIMD_KERNELS_EXTERN_HEADER ${ttq_simd_kernels_dir}/ttq_simd_kernels_extern.hpp CACHE INTERNAL "")
 
 function(ttq_use_simd_kernels target)
