@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <random>
 #include <set>
@@ -259,6 +260,15 @@ TEST_CASE("OnlineAWQ<..., Dispatched> reproduces the scalar operator under every
       RowMatrix x_scaled = xt;
       for (Index j = 0; j < xt.cols(); ++j) x_scaled.col(j) /= op.scales()[static_cast<std::size_t>(j)];
       require_close_forward(op.forward(xt), scalar_op.forward(xt), scalar_op.quantized(), x_scaled);
+    }
+    // Finite input whose x / D overflows float: an error naming x under every ISA. (The integer
+    // paths once read the overflowed block as zeros and returned a finite, wrong output.)
+    const RowMatrix huge = RowMatrix::Constant(2, 160, std::numeric_limits<float>::max());
+    try {
+      (void)op.forward(huge);
+      FAIL("forward of an overflowing input returned under " << backend::isa_name(isa));
+    } catch (const NonFiniteError& e) {
+      CHECK(e.argument() == "x");
     }
   }
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 
 #include "ttq/backend/parallel.hpp"
@@ -96,7 +97,10 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
           const float absmax = _mm512_reduce_max_ps(vmax);
           float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
           if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
-          const float step = inv_step > 0.0f ? absmax / range : 0.0f;
+          // x' = x / D overflowed float (finite x, D < 1): a NaN step makes the product NaN, which
+          // the operator reports as an input too large for the layer, where zeros would be garbage.
+          const float step = !(absmax < INFINITY) ? std::numeric_limits<float>::quiet_NaN()
+                                                  : inv_step > 0.0f ? absmax / range : 0.0f;
           std::int8_t* out = a.block_digits(t, bi);
           __m512i sums[L];
           for (int l = 0; l < L; ++l) sums[l] = _mm512_setzero_si512();
@@ -182,7 +186,10 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
           const float absmax = _mm_cvtss_f32(m4);
           float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
           if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
-          const float step = inv_step > 0.0f ? absmax / range : 0.0f;
+          // x' = x / D overflowed float (finite x, D < 1): a NaN step makes the product NaN, which
+          // the operator reports as an input too large for the layer, where zeros would be garbage.
+          const float step = !(absmax < INFINITY) ? std::numeric_limits<float>::quiet_NaN()
+                                                  : inv_step > 0.0f ? absmax / range : 0.0f;
           std::int8_t* out = a.block_digits(t, bi);
           __m256i sums[L];
           for (int l = 0; l < L; ++l) sums[l] = _mm256_setzero_si256();
