@@ -1,7 +1,9 @@
-// Tests of stats/scale_math.hpp: the per-channel formulas of D that the CUDA statistics and plan
-// kernels evaluate. Composing them in the host's order must reproduce DiagCorrelation<P>'s
-// channel norms and scales bit for bit, for every norm the policy supports, with damping, a
-// prior, a global mean and decay; the constants must agree with the policy's.
+// Tests of stats/scale_math.hpp: the per-channel formulas of D, which DiagCorrelation<P> and the
+// CUDA statistics and plan kernels both evaluate. What is left to check is what the two do not
+// share: the host accumulates its sums with the statistics kernels (stats/channel_stats.hpp), the
+// device with accumulate_norm(). Accumulating with accumulate_norm() must reproduce
+// DiagCorrelation<P>'s channel norms and scales bit for bit, for every norm the policy supports,
+// with damping, a prior, a global mean and decay; the constants must agree with the policy's.
 #include <catch2/catch.hpp>
 
 #include <ttq/stats/diag_correlation.hpp>
@@ -100,7 +102,7 @@ TEST_CASE("the norm order mirrors DiagCorrelation's compile-time dispatch", "[st
   CHECK(td::norm_order_for<Dynamic>(1.0).kind == td::NormKind::one);
 }
 
-TEST_CASE("composing the shared formulas reproduces DiagCorrelation's norms and scales bit for bit", "[stats][scale_math]") {
+TEST_CASE("the device's accumulation gives DiagCorrelation's norms and scales bit for bit", "[stats][scale_math]") {
   check_policy<1>({.alpha = 0.5, .lambda = 0.1});
   check_policy<2>({.alpha = 0.5, .lambda = 0.1});
   check_policy<2>({.alpha = 0.35, .lambda = 0.0, .decay = 0.5});

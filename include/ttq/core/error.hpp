@@ -12,7 +12,8 @@
 
 namespace ttq {
 
-/// Base of every error ttq throws. `argument()` names the offending argument ("" if none).
+/// Base of every error ttq throws, bad input and CUDA runtime failures (cuda::CudaError, in
+/// backend/cuda/common.cuh) alike. `argument()` names the offending argument ("" if none).
 class Error : public std::invalid_argument {
  public:
   Error(std::string argument, const std::string& message)

@@ -7,6 +7,7 @@
 //   c_j = s_j^2 / mean_k s_k^2                (all ones if the mean is 0)
 //   c_j <- (1 - mu) c_j + mu c_prior_j         (optional static prior, paper App. F)
 //   D_j = ((1 - lambda) c_j + lambda)^alpha,  D_j = max(D_j, 1e-6 max_k D_k)
+// Each formula is one function of stats/scale_math.hpp, which the CUDA kernels evaluate too.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include "ttq/core/markers.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/stats/channel_stats.hpp"
+#include "ttq/stats/scale_math.hpp"
 #include "ttq/stats/scale_plan.hpp"
 
 namespace ttq {
@@ -40,7 +42,7 @@ struct DiagCorrelationOptions {
 };
 
 /// Lower bound of D relative to its maximum (spec: no zero, no division by zero).
-inline constexpr double kScaleFloorRatio = 1e-6;
+inline constexpr double kScaleFloorRatio = detail::kScaleFloor;
 
 /// Diagonal activation correlation with streaming accumulation.
 ///
@@ -141,11 +143,9 @@ class DiagCorrelation {
     std::vector<double> s(pnorm_sums_.size(), 0.0);
     if (tokens_ <= 0.0) return s;
     const double pv = norm_order();
+    const detail::NormOrder order = detail::norm_order_for<P>(pv);
     for (std::size_t j = 0; j < s.size(); ++j) {
-      if constexpr (P == InfNorm) s[j] = pnorm_sums_[j];
-      else if constexpr (P == 1) s[j] = pnorm_sums_[j] / tokens_;
-      else if constexpr (P == 2) s[j] = std::sqrt(pnorm_sums_[j] / tokens_);
-      else s[j] = std::isinf(pv) ? pnorm_sums_[j] : std::pow(pnorm_sums_[j] / tokens_, 1.0 / pv);
+      s[j] = detail::channel_norm(order, pnorm_sums_[j], tokens_);
       // A sum of |x|^p past double's range: blame the norm order, not the scales it would give.
       if (!std::isfinite(s[j]))
         throw RangeError("p", "the p-norm statistic overflowed double at channel " + std::to_string(j) + " (p = " +
@@ -186,14 +186,12 @@ class DiagCorrelation {
     if (global_mean_square_) {
       mean = *global_mean_square_;
     } else {
-      for (double v : s) mean += v * v;
+      for (double v : s) mean += detail::dmul_rn(v, v);
       mean = s.empty() ? 0.0 : mean / static_cast<double>(s.size());
     }
-    if (mean > 0.0)
-      for (std::size_t j = 0; j < s.size(); ++j) c[j] = s[j] * s[j] / mean;
+    for (std::size_t j = 0; j < s.size(); ++j) c[j] = detail::channel_correlation(s[j], mean);
     if (options_.prior_weight > 0.0)
-      for (std::size_t j = 0; j < c.size(); ++j)
-        c[j] = (1.0 - options_.prior_weight) * c[j] + options_.prior_weight * options_.prior[j];
+      for (std::size_t j = 0; j < c.size(); ++j) c[j] = detail::blend_prior(c[j], options_.prior_weight, options_.prior[j]);
     return c;
   }
 
@@ -203,7 +201,7 @@ class DiagCorrelation {
     std::vector<double> d(c.size());
     double dmax = 0.0;
     for (std::size_t j = 0; j < c.size(); ++j) {
-      d[j] = std::pow((1.0 - options_.lambda) * c[j] + options_.lambda, options_.alpha);
+      d[j] = detail::damped_scale(c[j], options_.lambda, options_.alpha);
       dmax = std::max(dmax, d[j]);
     }
     // D past float's range (c^alpha with a large alpha): blame alpha, not the scales.
@@ -211,11 +209,8 @@ class DiagCorrelation {
       throw RangeError("alpha", "D = ((1 - lambda) c + lambda)^alpha overflows float (alpha = " + std::to_string(options_.alpha) +
                                     ", largest D = " + std::to_string(dmax) + "): use a smaller alpha");
     std::vector<float> out(c.size());
-    for (std::size_t j = 0; j < c.size(); ++j) {
-      // A zero D (c_j = 0 with lambda = 0) would divide by zero in the prescale; floor it.
-      const double floored = std::max(d[j], kScaleFloorRatio * dmax);
-      out[j] = static_cast<float>(floored > 0.0 ? floored : 1.0);
-    }
+    // A zero D (c_j = 0 with lambda = 0) would divide by zero in the prescale: floored.
+    for (std::size_t j = 0; j < c.size(); ++j) out[j] = detail::floored_scale(d[j], dmax);
     return out;
   }
 

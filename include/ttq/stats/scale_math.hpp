@@ -1,8 +1,8 @@
 // The per-channel formulas of the activation statistic D (spec "The activation statistic D"),
-// as TTQ_HOST_DEVICE functions in double precision, so that the CUDA statistics and planning
-// kernels evaluate the same expressions, in the same order, as DiagCorrelation<P> does on the
-// host. The CPU test suite (tests/stats/scale_math.cpp) checks that composing them reproduces
-// DiagCorrelation::scales() bit for bit.
+// as TTQ_HOST_DEVICE functions in double precision: DiagCorrelation<P> on the host and the CUDA
+// statistics and planning kernels are both written with them, so both evaluate the same
+// expressions in the same order. (tests/stats/scale_math.cpp checks the one part they do not
+// share, the host's statistics kernels against accumulate_norm().)
 //
 //   accumulate:  S_j += |x_tj|^p          (p = inf: S_j = max(S_j, |x_tj|))
 //   s_j = (S_j / T)^(1/p)                 (p = 1, 2 and inf have their own exact forms)
@@ -46,8 +46,7 @@ constexpr NormOrder norm_order_for(double p) {
   else return {NormKind::power, static_cast<double>(P)};
 }
 
-/// The lower bound of D relative to its maximum (DiagCorrelation's kScaleFloorRatio; a CPU test
-/// checks the two agree).
+/// The lower bound of D relative to its maximum (DiagCorrelation's kScaleFloorRatio).
 inline constexpr double kScaleFloor = 1e-6;
 
 /// The host half of dmul_rn, out of line so that no caller can fuse it into an fma (GCC

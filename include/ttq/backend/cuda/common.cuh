@@ -16,17 +16,19 @@
 #include <type_traits>
 #include <utility>
 
+#include "ttq/core/error.hpp"
 #include "ttq/core/host_device.hpp"
 #include "ttq/core/types.hpp"
 
 namespace ttq::cuda {
 
 /// A CUDA runtime call failed (out of memory, invalid launch, a sticky error from an earlier
-/// kernel...). `code()` is the CUDA error; what() names the call.
-class CudaError : public std::runtime_error {
+/// kernel...). `code()` is the CUDA error; what() names the call. A ttq::Error like every error
+/// ttq throws (one root to catch), with no argument to blame.
+class CudaError : public Error {
  public:
   CudaError(cudaError_t code, const std::string& what)
-      : std::runtime_error("ttq cuda: " + what + ": " + cudaGetErrorName(code) + " (" + cudaGetErrorString(code) + ")"),
+      : Error("", std::string("cuda: ") + what + ": " + cudaGetErrorName(code) + " (" + cudaGetErrorString(code) + ")"),
         code_(code) {}
   cudaError_t code() const noexcept { return code_; }
 
