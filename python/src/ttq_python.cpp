@@ -319,22 +319,23 @@ Array export_tokens(RowMatrix y, const std::vector<std::size_t>& lead, bool torc
 // ---------------------------------------------------------------------------------------------
 // Quantization settings chosen at run time.
 
-ttq::FormatKind parse_format(const std::string& name) {
-  if (name == "awq") return ttq::FormatKind::awq_asymmetric;
-  if (name == "offset") return ttq::FormatKind::offset_asymmetric;
-  if (name == "symmetric" || name == "sym") return ttq::FormatKind::symmetric;
-  if (name == "nf4") return ttq::FormatKind::nf4;
-  throw ttq::RangeError("format", "expected 'awq', 'offset', 'symmetric' or 'nf4', got '" + name + "'");
+// The formats' own names (quant/format.hpp), except that Python spells the symmetric format out.
+std::string format_label(ttq::FormatKind kind) {
+  const std::string name = ttq::format_name(kind);
+  return name == "sym" ? "symmetric" : name;
 }
 
-const char* format_label(ttq::FormatKind kind) {
-  switch (kind) {
-    case ttq::FormatKind::awq_asymmetric: return "awq";
-    case ttq::FormatKind::offset_asymmetric: return "offset";
-    case ttq::FormatKind::symmetric: return "symmetric";
-    case ttq::FormatKind::nf4: return "nf4";
-  }
-  return "?";
+ttq::FormatKind parse_format(const std::string& name) {
+  std::optional<ttq::FormatKind> found;
+  std::string known;
+  ttq::for_each_format([&](auto f) {
+    using F = decltype(f);
+    const std::string label = format_label(F::kind);
+    if (name == label || name == F::name) found = F::kind;
+    known += (known.empty() ? "'" : ", '") + label + "'";
+  });
+  if (!found) throw ttq::RangeError("format", "expected one of " + known + ", got '" + name + "'");
+  return *found;
 }
 
 /// A quantizer policy whose bits, group, number format and clip ratio are all run-time values

@@ -280,11 +280,11 @@ TEST_CASE("device rows are padded to whole windows, so every batch a kernel read
 TEST_CASE("the packed GEMV supports 2/3/4/8 bits, integer formats and groups of whole chunks aligned to 128",
           "[cuda][layout]") {
   for (int bits : {2, 3, 4, 8}) {
-    for (std::int64_t group : {32, 64, 128, 256, 512, 1024}) CHECK(layout::packed_gemv_supports(bits, group, false));
-    CHECK_FALSE(layout::packed_gemv_supports(bits, 128, true));  // NF4
-    for (std::int64_t group : {16, 48, 96, 100, 192}) CHECK_FALSE(layout::packed_gemv_supports(bits, group, false));
+    for (std::int64_t group : {32, 64, 128, 256, 512, 1024}) CHECK(layout::packed_gemv_supports(bits, group, true));
+    CHECK_FALSE(layout::packed_gemv_supports(bits, 128, false));  // NF4: lookup codes
+    for (std::int64_t group : {16, 48, 96, 100, 192}) CHECK_FALSE(layout::packed_gemv_supports(bits, group, true));
   }
-  for (int bits : {5, 6, 7}) CHECK_FALSE(layout::packed_gemv_supports(bits, 128, false));
+  for (int bits : {5, 6, 7}) CHECK_FALSE(layout::packed_gemv_supports(bits, 128, true));
 }
 
 TEST_CASE("launch plans tile whole groups, fit shared memory, cover every column and leave no split empty",
@@ -296,7 +296,7 @@ TEST_CASE("launch plans tile whole groups, fit shared memory, cover every column
       for (std::int64_t group : {32, 64, 128, 256, 512})
         for (int sms : {1, 108, 132}) {
           const std::int64_t d_out = shape[0], d_in = shape[1];
-          const layout::GemvPlan plan = layout::plan_packed_gemv(d_out, d_in, tokens, 4, group, false, sms);
+          const layout::GemvPlan plan = layout::plan_packed_gemv(d_out, d_in, tokens, 4, group, true, sms);
           INFO(d_out << "x" << d_in << " T=" << tokens << " g=" << group << " sms=" << sms);
           REQUIRE(plan.supported);
           const std::int64_t unit = std::max<std::int64_t>(group, layout::kBatchCols);
@@ -311,7 +311,7 @@ TEST_CASE("launch plans tile whole groups, fit shared memory, cover every column
           CHECK(plan.row_blocks == (d_out + 127) / 128);
         }
   // A group too large for shared memory at 16 tokens falls back to the generic kernel.
-  CHECK_FALSE(layout::plan_packed_gemv(64, 8192, 16, 4, 8192, false, 132).supported);
-  CHECK(layout::plan_packed_gemv(64, 8192, 1, 4, 8192, false, 132).supported);
-  CHECK_FALSE(layout::plan_packed_gemv(64, 4096, 17, 4, 128, false, 132).supported);
+  CHECK_FALSE(layout::plan_packed_gemv(64, 8192, 16, 4, 8192, true, 132).supported);
+  CHECK(layout::plan_packed_gemv(64, 8192, 1, 4, 8192, true, 132).supported);
+  CHECK_FALSE(layout::plan_packed_gemv(64, 4096, 17, 4, 128, true, 132).supported);
 }

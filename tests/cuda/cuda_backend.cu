@@ -16,6 +16,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "test_support.hpp"
@@ -209,7 +210,7 @@ DecodedWeights decode_reference(const QuantizedMatrix& q) {
     for (Index k = 0; k < q.cols; ++k) {
       const GroupParams p = q.params(r, k / q.group);
       const std::uint32_t code = q.code(r, k);
-      const ttq::detail::AffineDecode affine = ttq::detail::affine_decode(q.format, p, q.bits);
+      const ttq::AffineDecode affine = ttq::detail::affine_decode(q.format, p, q.bits);
       d.w(r, k) = ttq::detail::decode_value(q.format, code, p, q.bits);
       d.magnitude(r, k) = std::fabs(ttq::detail::code_value(q.format, code) * affine.scale) + std::fabs(affine.offset);
     }
@@ -586,6 +587,20 @@ TEST_CASE("CudaOnlineAWQ mirrors OnlineAWQ: D, codes with that D, and decode out
   const std::vector<float> ones = op.download_scales();
   CHECK(std::all_of(ones.begin(), ones.end(), [](float v) { return v == 1.0f; }));
   require_identical(op.download_quantized(), backend::quantize(backend::Scalar{}, config, weights->quantized_part(), {}, {}));
+}
+
+TEST_CASE("a CUDA runtime failure is a ttq::Error that names the call and keeps the CUDA code", "[cuda][errors]") {
+  STATIC_REQUIRE(std::is_base_of_v<Error, CudaError>);
+  try {
+    cuda::detail::check(cudaErrorInvalidValue, "cudaMemcpyAsync (upload)");
+    FAIL("check() accepted a failed status");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("cudaMemcpyAsync (upload)") != std::string::npos);
+    CHECK(what.find("cudaErrorInvalidValue") != std::string::npos);
+    CHECK(e.argument().empty());
+    CHECK(dynamic_cast<const CudaError&>(e).code() == cudaErrorInvalidValue);
+  }
 }
 
 TEST_CASE("CudaOnlineAWQ reports a NaN activation through its status and poisons only that channel's groups",

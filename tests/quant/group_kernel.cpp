@@ -1,8 +1,10 @@
-// Tests of quant/group_kernel.hpp: the per-group steps that the scalar oracle and the CUDA
-// quantize and GEMV kernels share. The laws that make "identical codes" possible on a GPU (the
-// range fold is order-independent bit for bit, signed zeros included; a NaN or Inf never passes
-// as finite), the runtime-format forms against the policies, AffineDecode against decode, and
-// that the scalar backend's parameters are exactly a fold + fit of these functions.
+// Tests of quant/group_kernel.hpp and quant/format.hpp: the per-group steps that the scalar oracle
+// and the CUDA quantize and GEMV kernels share. The laws that make "identical codes" possible on
+// a GPU (the range fold is order-independent bit for bit, signed zeros included; a NaN or Inf
+// never passes as finite), the runtime-format forms against the policies, the contract every
+// format keeps (encode is round-to-nearest on its grid, the affine decode equals decode), a
+// format defined here by the recipe of docs/design.md, and that the scalar backend's parameters
+// are exactly a fold + fit of these functions.
 #include <catch2/catch.hpp>
 
 #include <ttq/quant/group_kernel.hpp>
@@ -12,6 +14,7 @@
 #include <bit>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "test_support.hpp"
@@ -61,7 +64,7 @@ void check_runtime_format_matches_policy(FormatKind kind) {
       // The affine form the packed GEMV applies per group: equal to decode up to the rounding of
       // z * s, i.e. a few ulps of the group's range (code_value * scale is exact for codes < 2^8
       // only up to one rounding, offset one more, their sum one more).
-      const td::AffineDecode affine = td::affine_decode(kind, p, bits);
+      const AffineDecode affine = td::affine_decode(kind, p, bits);
       for (std::uint32_t code = 0; code < (1u << bits); ++code) {
         const double exact = F::decode(code, p, bits);
         const double via_affine = static_cast<double>(td::code_value(kind, code)) * affine.scale + affine.offset;
@@ -73,7 +76,89 @@ void check_runtime_format_matches_policy(FormatKind kind) {
   }
 }
 
+/// A format defined only in this test, by the recipe of docs/design.md ("Adding a format"):
+/// unsigned codes on a scale from zero, s = max(mx, 1e-5) / qmax, q = clamp(round(w / s), 0,
+/// qmax), w^ = q s (negative weights clip to 0). Its kind is a value outside FormatKind's.
+struct UnsignedFromZero {
+  static constexpr FormatKind kind = static_cast<FormatKind>(200);
+  static constexpr const char* name = "test-unsigned";
+  static constexpr int zero_point_bits = 0;
+  static constexpr ZeroDomain zero_domain = ZeroDomain::none;
+  static constexpr bool integer_codes = true;
+  static constexpr bool vector_encoder = false;
+  static constexpr bool supports_bits(int b) { return b >= 2 && b <= 8; }
+  static GroupParams fit(float /*mn*/, float mx, int bits) {
+    return {td::maxf(mx, td::kRangeFloor) / td::max_code(bits), 0.0f};
+  }
+  static std::uint32_t encode(float w, GroupParams p, int bits) {
+    return static_cast<std::uint32_t>(td::clampf(td::round_half_even(w / p.scale), 0.0f, td::max_code(bits)));
+  }
+  static float decode(std::uint32_t q, GroupParams p, int /*bits*/) { return static_cast<float>(q) * p.scale; }
+  static float code_value(std::uint32_t q) { return static_cast<float>(q); }
+  static AffineDecode affine(GroupParams p, int /*bits*/) { return {p.scale, 0.0f}; }
+};
+static_assert(NumberFormat<UnsignedFromZero>);
+
+/// The contract of a format (quant/format.hpp), checked on random groups: codes fit in `bits`,
+/// encode picks the nearest point of the format's grid for a weight inside the group's range,
+/// the affine form equals decode up to the rounding of z * s, and a code-domain zero decodes to 0.
+template <NumberFormat F>
+void check_format_contract() {
+  std::mt19937 rng(7u);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int bits = 2; bits <= 8; ++bits) {
+    if (!F::supports_bits(bits)) continue;
+    for (int trial = 0; trial < 100; ++trial) {
+      const float a = dist(rng), b = dist(rng);
+      const GroupParams p = td::fit_group<F>(td::merge_range(td::range_of(a), td::range_of(b)), 1.0f, bits);
+      const double range_size = static_cast<double>(std::max(std::fabs(a), std::fabs(b))) * 2.0;
+      const float w = std::min(a, b) + std::uniform_real_distribution<float>(0.0f, 1.0f)(rng) * std::fabs(a - b);
+      const std::uint32_t q = F::encode(w, p, bits);
+      INFO(F::name << " bits " << bits << " trial " << trial);
+      REQUIRE(q < (1u << bits));
+      const double error = std::fabs(static_cast<double>(F::decode(q, p, bits)) - w);
+      for (std::uint32_t other = 0; other < (1u << bits); ++other)
+        REQUIRE(error <= std::fabs(static_cast<double>(F::decode(other, p, bits)) - w) + 1e-6 * range_size);
+      const AffineDecode affine = F::affine(p, bits);
+      for (std::uint32_t code = 0; code < (1u << bits); ++code) {
+        const double via_affine = static_cast<double>(F::code_value(code)) * affine.scale + affine.offset;
+        REQUIRE(std::fabs(F::decode(code, p, bits) - via_affine) <=
+                4.0 * 0x1p-24 * (std::fabs(static_cast<double>(p.scale)) * ((1 << bits) - 1) + std::fabs(affine.offset)));
+      }
+      if constexpr (F::zero_domain == ZeroDomain::code) REQUIRE(F::decode(F::zero_code(p, bits), p, bits) == 0.0f);
+      if constexpr (F::integer_codes)
+        for (std::uint32_t code = 0; code < (1u << bits); ++code) REQUIRE(F::code_value(code) == static_cast<float>(code));
+    }
+  }
+}
+
 }  // namespace
+
+TEST_CASE("every format keeps the format contract, the test format included", "[quant][format][law]") {
+  for_each_format([](auto f) { check_format_contract<decltype(f)>(); });
+  check_format_contract<UnsignedFromZero>();
+}
+
+TEST_CASE("the format visitor dispatches by kind over its list and refuses an unknown kind", "[quant][format]") {
+  std::vector<std::string> names;
+  for_each_format([&](auto f) {
+    names.emplace_back(decltype(f)::name);
+    CHECK(visit_format(decltype(f)::kind, [](auto g) { return std::string(decltype(g)::name); }) == decltype(f)::name);
+  });
+  CHECK(names == std::vector<std::string>{"awq", "offset", "sym", "nf4"});
+  // One list entry is all a new format needs to be dispatched at run time.
+  auto name_of = [](auto g) { return std::string(decltype(g)::name); };
+  CHECK(td::visit_in(FormatList<AwqAsymmetric, UnsignedFromZero>{}, UnsignedFromZero::kind, name_of) == "test-unsigned");
+  // A FormatKind cast from an unchecked integer is a typed error, never a silent default format.
+  CHECK_FALSE(is_known_format(UnsignedFromZero::kind));
+  try {
+    (void)format_name(UnsignedFromZero::kind);
+    FAIL("an unknown FormatKind was visited");
+  } catch (const RangeError& e) {
+    CHECK(e.argument() == "format");
+  }
+  CHECK_THROWS_AS(QuantConfig({4, 32, UnsignedFromZero::kind, 1.0f}).validate(32), RangeError);
+}
 
 TEST_CASE("the range fold gives the same bits in any order, signed zeros included", "[quant][group_kernel][law]") {
   std::mt19937 rng(3u);

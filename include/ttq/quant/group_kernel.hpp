@@ -80,63 +80,48 @@ TTQ_HOST_DEVICE GroupParams fit_group(GroupRange range, float clip, int bits) {
   return F::fit(mul_rn(clip, range.min), mul_rn(clip, range.max), bits);
 }
 
-/// Runtime-format versions of `F::fit`, `F::encode` and `F::decode`, for kernels that take the
-/// format as a value (one switch per group, never per element in hot code).
+/// Runtime-format versions of the format's members, for kernels that take the format as a value
+/// (one dispatch per group, never per element in hot code). All derive from visit_format().
 TTQ_HOST_DEVICE inline GroupParams fit_group(FormatKind kind, GroupRange range, float clip, int bits) {
-  switch (kind) {
-    case FormatKind::offset_asymmetric: return fit_group<OffsetAsymmetric>(range, clip, bits);
-    case FormatKind::symmetric: return fit_group<Symmetric>(range, clip, bits);
-    case FormatKind::nf4: return fit_group<NF4>(range, clip, bits);
-    case FormatKind::awq_asymmetric: break;
-  }
-  return fit_group<AwqAsymmetric>(range, clip, bits);
+  return visit_format(kind, [&](auto f) { return fit_group<decltype(f)>(range, clip, bits); });
 }
 
 TTQ_HOST_DEVICE inline std::uint32_t encode_value(FormatKind kind, float w, GroupParams p, int bits) {
-  switch (kind) {
-    case FormatKind::offset_asymmetric: return OffsetAsymmetric::encode(w, p, bits);
-    case FormatKind::symmetric: return Symmetric::encode(w, p, bits);
-    case FormatKind::nf4: return NF4::encode(w, p, bits);
-    case FormatKind::awq_asymmetric: break;
-  }
-  return AwqAsymmetric::encode(w, p, bits);
+  return visit_format(kind, [&](auto f) { return decltype(f)::encode(w, p, bits); });
 }
 
 TTQ_HOST_DEVICE inline float decode_value(FormatKind kind, std::uint32_t q, GroupParams p, int bits) {
-  switch (kind) {
-    case FormatKind::offset_asymmetric: return OffsetAsymmetric::decode(q, p, bits);
-    case FormatKind::symmetric: return Symmetric::decode(q, p, bits);
-    case FormatKind::nf4: return NF4::decode(q, p, bits);
-    case FormatKind::awq_asymmetric: break;
-  }
-  return AwqAsymmetric::decode(q, p, bits);
+  return visit_format(kind, [&](auto f) { return decltype(f)::decode(q, p, bits); });
 }
 
-/// A group's decode written as one affine map of the code's value:
-///   w^ = code_value(q) * scale + offset
-/// where code_value is q itself for the integer formats and the NF4 level for NF4. A GEMV can
-/// then sum `code_value(q) * x` over a group and apply scale and offset once per group:
-///   sum_k w^_k x_k = scale * sum_k code_value(q_k) x_k + offset * sum_k x_k.
-/// Equal to F::decode in exact arithmetic; in fp32 it differs by the rounding of the product
-/// z * s (a few ulps of the group's range), which is far below the quantization step.
-struct AffineDecode {
-  float scale = 1.0f;
-  float offset = 0.0f;
-};
-
+/// The group's decode as an affine map of code_value (AffineDecode, quant/format.hpp).
 TTQ_HOST_DEVICE inline AffineDecode affine_decode(FormatKind kind, GroupParams p, int bits) {
-  switch (kind) {
-    case FormatKind::offset_asymmetric: return {p.scale, p.zero};  // q s + m
-    case FormatKind::symmetric: return {p.scale, -static_cast<float>(1 << (bits - 1)) * p.scale};  // (q - 2^(b-1)) s
-    case FormatKind::nf4: return {p.scale, 0.0f};  // level(q) s
-    case FormatKind::awq_asymmetric: break;
-  }
-  return {p.scale, -p.zero * p.scale};  // (q - z) s
+  return visit_format(kind, [&](auto f) { return decltype(f)::affine(p, bits); });
 }
 
 /// The value a code contributes before its group's affine map (see AffineDecode).
 TTQ_HOST_DEVICE inline float code_value(FormatKind kind, std::uint32_t q) {
-  return kind == FormatKind::nf4 ? NF4::level(q) : static_cast<float>(q);
+  return visit_format(kind, [&](auto f) { return decltype(f)::code_value(q); });
+}
+
+/// Whether the format's codes are their own values (F::integer_codes): packed integer layouts.
+TTQ_HOST_DEVICE inline bool has_integer_codes(FormatKind kind) {
+  return visit_format(kind, [](auto f) { return decltype(f)::integer_codes; });
+}
+
+/// Whether the format's zero is an integer in the code domain, stored or implied (ZeroDomain::code),
+/// or there is none; false for a float offset (ZeroDomain::value).
+TTQ_HOST_DEVICE inline bool has_code_zero(FormatKind kind) {
+  return visit_format(kind, [](auto f) { return decltype(f)::zero_domain != ZeroDomain::value; });
+}
+
+/// The integer zero point of a group (0 for a format without a zero; meaningless for an offset).
+TTQ_HOST_DEVICE inline std::uint32_t zero_code(FormatKind kind, GroupParams p, int bits) {
+  return visit_format(kind, [&](auto f) -> std::uint32_t {
+    using F = decltype(f);
+    if constexpr (F::zero_domain == ZeroDomain::code) return F::zero_code(p, bits);
+    else return 0u;
+  });
 }
 
 }  // namespace ttq::detail

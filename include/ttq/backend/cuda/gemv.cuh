@@ -10,7 +10,7 @@
 //   and a tiny D cannot overflow), together with per-32-column sums of x'. Codes are unpacked
 //   straight from the library's bit layout into exact bf16 integers, multiplied with mma.m16n8k16
 //   (fp32 accumulate) per group, and each group's result is scaled in fp32:
-//     y += scale_g * sum_k q_k x'_k + offset_g * sum_k x'_k        (group_kernel.hpp AffineDecode)
+//     y += scale_g * sum_k q_k x'_k + offset_g * sum_k x'_k        (format.hpp AffineDecode)
 //   k is split across blocks until the grid fills the GPU; the last block of each row block
 //   reduces the partial sums in a fixed order (deterministic), adds the low-rank term and bias,
 //   and writes fp16/bf16/fp32 outputs.
@@ -284,7 +284,7 @@ __global__ void __launch_bounds__(kGemvThreads) packed_gemv_kernel(GemvArgs a) {
       // Issue every load of the batch first: 2 rows x 4 chunks of codes, and the group
       // parameters of the groups that end in this batch.
       layout::QuadField f0[layout::kBatchChunks], f1[layout::kBatchChunks];
-      ttq::detail::AffineDecode m0[layout::kBatchChunks], m1[layout::kBatchChunks];
+      AffineDecode m0[layout::kBatchChunks], m1[layout::kBatchChunks];
       bool flush[layout::kBatchChunks];
 #pragma unroll
       for (int c = 0; c < layout::kBatchChunks; ++c) {
@@ -349,7 +349,7 @@ __global__ void __launch_bounds__(kGemvThreads) packed_gemv_kernel(GemvArgs a) {
           for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
             for (int reg = 0; reg < 4; ++reg) {
-              const ttq::detail::AffineDecode& m = layout::c_register_row(reg) == 0 ? m0[c] : m1[c];
+              const AffineDecode& m = layout::c_register_row(reg) == 0 ? m0[c] : m1[c];
               acc[nt][reg] += m.scale * group_acc[nt][reg] + m.offset * group_xsum[nt][layout::c_register_token(reg)];
               group_acc[nt][reg] = 0.0f;
             }
@@ -473,7 +473,7 @@ inline layout::GemvPlan plan_gemv(const DeviceQuantizedView& weights, int tokens
   if (path == GemvPath::generic) return {};
   const int slice = tokens < layout::kMaxTokens ? tokens : layout::kMaxTokens;
   return layout::plan_packed_gemv(weights.rows, weights.cols, slice, weights.bits, weights.group,
-                                  weights.format == FormatKind::nf4, sms);
+                                  ttq::detail::has_integer_codes(weights.format), sms);
 }
 
 /// Y = (X diag(1/D)) deq(Q)^T + (X A^T) B^T + bias on `stream`, for any number of tokens (in

@@ -174,11 +174,11 @@ TTQ_HOST_DEVICE inline FieldWords window_field_words(std::uint64_t field, int bi
 }
 
 /// Whether the packed GEMV supports a configuration; otherwise the operator uses the generic
-/// per-element kernel (any bits 2..8, any group, NF4).
-TTQ_HOST_DEVICE constexpr bool packed_gemv_supports(int bits, std::int64_t group, bool nf4) {
+/// per-element kernel (any bits 2..8, any group, and formats whose codes are levels, as NF4).
+TTQ_HOST_DEVICE constexpr bool packed_gemv_supports(int bits, std::int64_t group, bool integer_codes) {
   const bool bits_ok = bits == 2 || bits == 3 || bits == 4 || bits == 8;
   const bool group_ok = group % 32 == 0 && (kBatchCols % group == 0 || group % kBatchCols == 0);
-  return bits_ok && group_ok && !nf4;
+  return bits_ok && group_ok && integer_codes;
 }
 
 /// Launch shape of one packed GEMV call.
@@ -207,9 +207,9 @@ TTQ_HOST_DEVICE constexpr std::int64_t gemv_shared_bytes(std::int64_t tile_cols,
 /// of whole units (max(group, 128) columns) within a split, 4096 columns and 46 KiB of shared
 /// memory (no opt-in needed, several blocks per SM).
 TTQ_HOST_DEVICE constexpr GemvPlan plan_packed_gemv(std::int64_t d_out, std::int64_t d_in, int tokens, int bits,
-                                                   std::int64_t group, bool nf4, int sms) {
+                                                   std::int64_t group, bool integer_codes, int sms) {
   GemvPlan plan;
-  if (!packed_gemv_supports(bits, group, nf4) || tokens < 1 || tokens > kMaxTokens || d_out < 1 || d_in < 1) return plan;
+  if (!packed_gemv_supports(bits, group, integer_codes) || tokens < 1 || tokens > kMaxTokens || d_out < 1 || d_in < 1) return plan;
   const std::int64_t unit = group > kBatchCols ? group : kBatchCols;
   constexpr std::int64_t kBudget = 46 * 1024;
   if (gemv_shared_bytes(unit, tokens) > kBudget) return plan;  // one group does not fit: generic path

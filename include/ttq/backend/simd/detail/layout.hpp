@@ -37,6 +37,7 @@
 #include "ttq/backend/simd/detail/isa.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/quant/format.hpp"
+#include "ttq/quant/group_kernel.hpp"
 #include "ttq/quant/packing.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
 
@@ -288,8 +289,8 @@ void transpose_plane_words(const QuantizedMatrix& q, Index rb, Index first, Inde
 }  // namespace simd_detail
 
 /// The SIMD backend's decode-ready form of a QuantizedMatrix (see the file comment for the
-/// layout). Built by prepare(); read by forward(). Formats without an integer decoder (NF4)
-/// keep the dequantized matrix instead and decode with a dense product.
+/// layout). Built by prepare(); read by forward(). Formats whose codes are levels (NF4:
+/// !integer_codes) keep the dequantized matrix instead and decode with a dense product.
 struct SimdPrepared {
   Index rows = 0;          ///< d_out
   Index cols = 0;          ///< d_in
@@ -307,7 +308,7 @@ struct SimdPrepared {
   RowMatrix dequantized;                            ///< [rows, cols], only for formats without codes here
 
   bool packed() const { return bits != 0 && !codes.empty(); }
-  bool integer_zero() const { return format == FormatKind::awq_asymmetric || format == FormatKind::symmetric; }
+  bool integer_zero() const { return ttq::detail::has_code_zero(format); }
   Index chunks_per_group() const { return padded_group / simd_detail::kChunk; }
   /// Padded length of a row along d_in: the K of the products.
   Index padded_cols() const { return groups * padded_group; }
@@ -333,7 +334,7 @@ inline SimdPrepared prepare_matrix(const QuantizedMatrix& q, const Executor& exe
   p.groups = q.groups_per_row();
   p.bits = q.bits;
   p.format = q.format;
-  if (q.format == FormatKind::nf4 || q.rows == 0 || q.cols == 0) {
+  if (!ttq::detail::has_integer_codes(q.format) || q.rows == 0 || q.cols == 0) {
     p.bits = 0;
     p.dequantized = q.dequantize();
     return p;
@@ -355,7 +356,6 @@ inline SimdPrepared prepare_matrix(const QuantizedMatrix& q, const Executor& exe
   // b = 2, 4, 8 with word-aligned groups: transpose whole words and shuffle fields in place.
   const bool word_path = (bits == 2 || bits == 4 || bits == 8) && q.group % kChunk == 0;
   if (!word_path) std::fill(p.codes.begin(), p.codes.end(), std::uint8_t{0});
-  const std::uint32_t symmetric_zero = 1u << (bits - 1);
 
   const bool integer_zero = p.integer_zero();
   auto pack_blocks = [&](Index rb_begin, Index rb_end) {
@@ -372,7 +372,7 @@ inline SimdPrepared prepare_matrix(const QuantizedMatrix& q, const Executor& exe
           const std::size_t pi = p.param_index(rb, g) + static_cast<std::size_t>(r);
           p.scales[pi] = scales[g];
           if (!integer_zero) p.offsets[pi] = zeros[g];
-          else p.zeros[pi] = static_cast<std::uint8_t>(q.format == FormatKind::symmetric ? symmetric_zero : static_cast<std::uint32_t>(zeros[g]));
+          else p.zeros[pi] = static_cast<std::uint8_t>(ttq::detail::zero_code(q.format, GroupParams{scales[g], zeros[g]}, bits));
         }
       }
       if (word_path) {  // whole plane registers at once

@@ -391,7 +391,8 @@ template <class Source>
 double quantize_matrix_into(const QuantConfig& config, MatrixView<const Source> w, std::span<const float> col_scale,
                             std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out,
                             const Executor& executor) {
-  if (config.format == FormatKind::nf4)  // nearest-level search: the reference is the vector kernel
+  const bool vectorised = visit_format(config.format, [](auto f) { return decltype(f)::vector_encoder; });
+  if (!vectorised)  // e.g. NF4's nearest-level search: the reference is the vector kernel
     return reference_quantize_source(config, w, col_scale, group_clip, channel_weight, out);
   reshape_quantized(config, w.rows, w.cols, out, /*zero_codes=*/false);  // rows store whole words
   const bool with_error = !channel_weight.empty();
@@ -408,7 +409,7 @@ double quantize_matrix_into(const QuantConfig& config, MatrixView<const Source> 
   std::atomic<bool> finite{true};
   visit_format(config.format, [&](auto f) {
     using F = decltype(f);
-    if constexpr (!std::is_same_v<F, NF4>) {
+    if constexpr (F::vector_encoder) {
       parallel_for(executor, w.rows, 8, [&](Index begin, Index end) {
         if (finite.load(std::memory_order_relaxed) &&
             !quantize_rows<F>(config, w, col_scale, group_clip, out, begin, end, with_error ? error_weight.data() : nullptr,
