@@ -64,11 +64,7 @@ struct QuantizedMatrix {
   /// Decoded values [rows, cols]: the spec's w^ for every element (before any 1/D).
   RowMatrix dequantize() const {
     RowMatrix out(rows, cols);
-    visit_format(format, [&](auto f) {
-      using F = decltype(f);
-      for (Index r = 0; r < rows; ++r)
-        for (Index c = 0; c < cols; ++c) out(r, c) = F::decode(code(r, c), params(r, c / group), bits);
-    });
+    for (Index r = 0; r < rows; ++r) dequantize_row(r, out.data() + r * cols);
     return out;
   }
 
