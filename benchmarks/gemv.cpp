@@ -72,7 +72,7 @@ void read_roofline(benchmark::State& state, Shape s, int threads) {
   const std::size_t bytes = static_cast<std::size_t>(s.d_out * s.d_in / 2) / 64 * 64;
   // The kernels' allocator, so the roofline reads pages of the same size (huge pages, see
   // backend/simd/detail/layout.hpp) as the decode cases.
-  using Words = backend::simd_detail::AlignedVector<std::uint32_t>;
+  using Words = backend::detail::AlignedVector<std::uint32_t>;
   auto& copies = bench::cached<std::vector<Words>>("read/" + shape_name(s), [&] {
     return std::make_shared<std::vector<Words>>(bench::cold_copies(bytes), Words(bytes / 4, 1u));
   });

@@ -87,15 +87,15 @@ const IsaKernels& isa_kernels(Isa isa) {
   if (!cpu_supports(isa)) throw StateError("isa", std::string("this CPU cannot run '") + isa_name(isa) + "'");
   switch (isa) {
 #if defined(TTQ_DISPATCH_AVX2)
-    case Isa::avx2: return dispatch_detail::avx2_kernels();
+    case Isa::avx2: return detail::avx2_kernels();
 #endif
 #if defined(TTQ_DISPATCH_AVX512)
-    case Isa::avx512: return dispatch_detail::avx512_kernels();
+    case Isa::avx512: return detail::avx512_kernels();
 #endif
 #if defined(TTQ_DISPATCH_NEON)
-    case Isa::neon: return dispatch_detail::neon_kernels();
+    case Isa::neon: return detail::neon_kernels();
 #endif
-    default: return dispatch_detail::scalar_kernels();
+    default: return detail::scalar_kernels();
   }
 }
 

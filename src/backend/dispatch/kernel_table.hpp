@@ -13,7 +13,7 @@
 #include "ttq/backend/scalar/kernels.hpp"
 #include "ttq/core/half.hpp"
 
-namespace ttq::backend::dispatch_detail {
+namespace ttq::backend::detail {
 
 template <class Tag>
 struct KernelTable {
@@ -58,4 +58,4 @@ const IsaKernels& avx2_kernels();
 const IsaKernels& avx512_kernels();
 const IsaKernels& neon_kernels();
 
-}  // namespace ttq::backend::dispatch_detail
+}  // namespace ttq::backend::detail

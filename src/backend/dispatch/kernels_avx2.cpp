@@ -7,11 +7,11 @@
 
 #include "kernel_table.hpp"
 
-namespace ttq::backend::dispatch_detail {
+namespace ttq::backend::detail {
 
 const IsaKernels& avx2_kernels() {
   static const IsaKernels kernels = KernelTable<Simd>::make(Isa::avx2, Simd::isa);
   return kernels;
 }
 
-}  // namespace ttq::backend::dispatch_detail
+}  // namespace ttq::backend::detail

@@ -32,7 +32,7 @@ struct Cuda {
   static constexpr const char* name = "cuda";
 };
 
-namespace cuda_detail {
+namespace detail {
 
 /// The stream the host-memory adapter runs on: each host thread gets its own.
 inline cudaStream_t adapter_stream() { return cudaStreamPerThread; }
@@ -54,17 +54,17 @@ inline cuda::DeviceBuffer<float> upload_vector(std::span<const float> v, cudaStr
   return d;
 }
 
-}  // namespace cuda_detail
+}  // namespace detail
 
 /// quantize() of backend::Scalar, on the GPU: same codes, scales and zeros. Throws
 /// NonFiniteError if a scaled weight is not finite. Synchronises the per-thread stream.
 inline QuantizedMatrix quantize(Cuda, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
                                 std::span<const float> group_clip) {
-  const cudaStream_t stream = cuda_detail::adapter_stream();
-  cuda::DeviceBuffer<float> weight = cuda_detail::upload_matrix(w, stream);
+  const cudaStream_t stream = detail::adapter_stream();
+  cuda::DeviceBuffer<float> weight = detail::upload_matrix(w, stream);
   const std::vector<float> ones(col_scale.empty() ? static_cast<std::size_t>(w.cols) : 0, 1.0f);
-  cuda::DeviceBuffer<float> scale = cuda_detail::upload_vector(col_scale.empty() ? std::span<const float>(ones) : col_scale, stream);
-  cuda::DeviceBuffer<float> clip = cuda_detail::upload_vector(group_clip, stream);
+  cuda::DeviceBuffer<float> scale = detail::upload_vector(col_scale.empty() ? std::span<const float>(ones) : col_scale, stream);
+  cuda::DeviceBuffer<float> clip = detail::upload_vector(group_clip, stream);
   cuda::DeviceBuffer<unsigned> status(1, stream);
   status.zero();
   cuda::DeviceQuantizedMatrix out(config, w.rows, w.cols, stream);
@@ -104,27 +104,27 @@ struct CudaPrepared {
 };
 
 inline CudaPrepared prepare(Cuda, const QuantizedMatrix& q) {
-  return {std::make_shared<const cuda::DeviceQuantizedMatrix>(cuda::DeviceQuantizedMatrix::upload(q, cuda_detail::adapter_stream()))};
+  return {std::make_shared<const cuda::DeviceQuantizedMatrix>(cuda::DeviceQuantizedMatrix::upload(q, detail::adapter_stream()))};
 }
 
 /// forward() of backend::Scalar on the GPU (fp32 activations and outputs; the packed tensor-core
 /// kernel where it applies, else the generic one). Synchronises the per-thread stream.
 inline void forward(Cuda, const CudaPrepared& prepared, const ForwardArgs& a) {
-  const cudaStream_t stream = cuda_detail::adapter_stream();
+  const cudaStream_t stream = detail::adapter_stream();
   const cuda::DeviceQuantizedView w = prepared.weights->view();
-  cuda::DeviceBuffer<float> x = cuda_detail::upload_matrix(a.x, stream);
+  cuda::DeviceBuffer<float> x = detail::upload_matrix(a.x, stream);
   // 1/D padded to a multiple of 8 floats: the kernel reads it in aligned 8-float vectors.
   std::vector<float> inverse(a.inverse_scale.begin(), a.inverse_scale.end());
   inverse.resize((inverse.size() + 7) / 8 * 8, 0.0f);
-  cuda::DeviceBuffer<float> inverse_scale = cuda_detail::upload_vector(inverse, stream);
+  cuda::DeviceBuffer<float> inverse_scale = detail::upload_vector(inverse, stream);
   const Index rank = a.lowrank_a.rows;
   cuda::DeviceBuffer<float> lowrank_a, lowrank_bt;
   if (rank > 0) {
-    lowrank_a = cuda_detail::upload_matrix(a.lowrank_a, stream);
+    lowrank_a = detail::upload_matrix(a.lowrank_a, stream);
     const RowMatrix bt = ttq::detail::as_eigen(a.lowrank_b).transpose();
-    lowrank_bt = cuda_detail::upload_matrix(ConstMatrixView(bt), stream);
+    lowrank_bt = detail::upload_matrix(ConstMatrixView(bt), stream);
   }
-  cuda::DeviceBuffer<float> bias = cuda_detail::upload_vector(a.bias, stream);
+  cuda::DeviceBuffer<float> bias = detail::upload_vector(a.bias, stream);
   cuda::DeviceBuffer<float> y(static_cast<std::size_t>(a.y.rows * a.y.cols), stream);
   cuda::GemvOperands<float> operands;
   operands.x = cuda::DeviceMatrixView<const float>(x.data(), a.x.rows, a.x.cols);

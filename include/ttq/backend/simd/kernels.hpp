@@ -39,10 +39,8 @@
 #include "ttq/quant/quant_config.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-
-namespace simd_detail {
 /// Whether decode of `tokens` tokens of `bits`-bit codes with `limbs` activation limbs takes
 /// the integer kernel here; else the fp32 kernel, which is never less precise. AVX-512 VNNI:
 /// always. AVX2: where it is faster (docs/performance.md, "AVX2 integer decode"): it spends a
@@ -61,7 +59,11 @@ constexpr bool integer_decode_policy(int limbs, int bits, Index tokens) {
   return false;
 #endif
 }
-}  // namespace simd_detail
+}  // namespace TTQ_SIMD_NAMESPACE
+}  // namespace ttq::backend::detail
+
+namespace ttq::backend {
+inline namespace TTQ_SIMD_NAMESPACE {
 
 /// The SIMD backend. `ActivationBits` is the precision decode may give the activations x' = x/D
 /// (prefill, quantization and statistics do not depend on it):
@@ -81,13 +83,13 @@ struct SimdBackend {
                                       : ActivationBits == 16 ? "simd-int16"
                                                              : "simd-int8";
   /// The instruction set this translation unit compiled the kernels for (e.g. "avx512bw+vnni").
-  static constexpr const char* isa = simd_detail::kIsaName;
+  static constexpr const char* isa = detail::kIsaName;
   /// Whether decode has integer kernels here (else it always runs the fp32 kernel).
-  static constexpr bool integer_decode = ActivationBits < 32 && simd_detail::kHasIntegerDot;
+  static constexpr bool integer_decode = ActivationBits < 32 && detail::kHasIntegerDot;
   /// Whether a decode call of `tokens` tokens on `bits`-bit codes runs them (per call, see
-  /// simd_detail::integer_decode_policy); the error bound follows the kernel that runs.
+  /// detail::integer_decode_policy); the error bound follows the kernel that runs.
   static constexpr bool integer_decode_for(int bits, Index tokens) {
-    return integer_decode && simd_detail::integer_decode_policy(ActivationBits / 8, bits, tokens);
+    return integer_decode && detail::integer_decode_policy(ActivationBits / 8, bits, tokens);
   }
 };
 
@@ -104,7 +106,7 @@ inline constexpr Index kSimdDecodeMaxTokens = 16;
 template <int A>
 double quantize_into(SimdBackend<A>, const QuantConfig& config, ConstMatrixView w, std::span<const float> col_scale,
                      std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
-  return simd_detail::quantize_matrix_into<float>(config, w, col_scale, group_clip, channel_weight, out, *current_executor());
+  return detail::quantize_matrix_into<float>(config, w, col_scale, group_clip, channel_weight, out, *current_executor());
 }
 
 /// quantize_into for bf16 weights [rows, cols] (any row stride): the codes of the reference on
@@ -112,7 +114,7 @@ double quantize_into(SimdBackend<A>, const QuantConfig& config, ConstMatrixView 
 template <int A>
 double quantize_into(SimdBackend<A>, const QuantConfig& config, MatrixView<const BFloat16> w, std::span<const float> col_scale,
                      std::span<const float> group_clip, std::span<const double> channel_weight, QuantizedMatrix& out) {
-  return simd_detail::quantize_matrix_into<BFloat16>(config, w, col_scale, group_clip, channel_weight, out, *current_executor());
+  return detail::quantize_matrix_into<BFloat16>(config, w, col_scale, group_clip, channel_weight, out, *current_executor());
 }
 
 template <int A>
@@ -134,16 +136,20 @@ QuantizedMatrix quantize(SimdBackend<A> tag, const QuantConfig& config, MatrixVi
 /// accumulate_channel_stats: same contract, and bit-identical sums for P = 1, 2, InfNorm.
 template <int P, int A>
 void accumulate_channel_stats(SimdBackend<A>, ConstMatrixView x, double p, std::span<double> pnorm, std::span<double> square) {
-  simd_detail::channel_stats<P>(x, p, pnorm, square, *current_executor());
+  detail::channel_stats<P>(x, p, pnorm, square, *current_executor());
 }
 
 /// prepare: the decode-ready layout of `q` (detail/layout.hpp).
 template <int A>
 SimdPrepared prepare(SimdBackend<A>, const QuantizedMatrix& q) {
-  return simd_detail::prepare_matrix(q, *current_executor());
+  return detail::prepare_matrix(q, *current_executor());
 }
 
-namespace simd_detail {
+}  // namespace TTQ_SIMD_NAMESPACE
+}  // namespace ttq::backend
+
+namespace ttq::backend::detail {
+inline namespace TTQ_SIMD_NAMESPACE {
 
 /// Y += (X A^T) B^T for T <= 16 tokens: dot products, parallel over the rank, then per output
 /// row in the decode epilogue (see forward_decode).
@@ -354,7 +360,11 @@ inline void forward_prefill(const SimdPrepared& p, const ForwardArgs& args, cons
     });
 }
 
-}  // namespace simd_detail
+}  // namespace TTQ_SIMD_NAMESPACE
+}  // namespace ttq::backend::detail
+
+namespace ttq::backend {
+inline namespace TTQ_SIMD_NAMESPACE {
 
 /// forward: Y = (X diag(1/D)) deq^T + (X A^T) B^T + bias, as forward(Scalar, ...), within the
 /// tolerance stated in docs/performance.md ("Accuracy against the oracle").
@@ -365,8 +375,8 @@ void forward(SimdBackend<A>, const SimdPrepared& p, const ForwardArgs& args) {
     reference_forward(p.dequantized, args);
     return;
   }
-  if (args.x.rows <= kSimdDecodeMaxTokens) simd_detail::forward_decode<A>(p, args, *executor);
-  else simd_detail::forward_prefill(p, args, *executor);
+  if (args.x.rows <= kSimdDecodeMaxTokens) detail::forward_decode<A>(p, args, *executor);
+  else detail::forward_prefill(p, args, *executor);
 }
 
 }  // namespace TTQ_SIMD_NAMESPACE

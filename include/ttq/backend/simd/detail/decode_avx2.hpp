@@ -41,9 +41,8 @@
 #include "ttq/backend/simd/detail/limbs.hpp"
 #include "ttq/core/types.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-namespace simd_detail {
 
 #if TTQ_SIMD_INTEGER_DOT == 1
 
@@ -273,6 +272,5 @@ void decode_block_avx2(const SimdPrepared& p, const LimbActivations& a, Index t0
 
 #endif  // TTQ_SIMD_INTEGER_DOT == 1
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail

@@ -22,9 +22,8 @@
 #include "ttq/backend/simd/detail/layout.hpp"
 #include "ttq/core/types.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-namespace simd_detail {
 
 /// Operand O (0..7) of a chunk whose plane registers are `regs` (one register = one row block
 /// half on ISAs narrower than 512 bits): the 4 codes k = 4O..4O+3 of each row as bytes.
@@ -182,6 +181,5 @@ void decode_block_fp32(const SimdPrepared& p, const Fp32Activations& a, Index t0
     for (int h = 0; h < H; ++h) y[t][h].store_unaligned(y_tile + t * kRowBlock + h * kFloatLanes);
 }
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail

@@ -24,9 +24,8 @@
 #include "ttq/backend/simd/detail/layout.hpp"
 #include "ttq/core/types.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-namespace simd_detail {
 
 /// Register tile: MR tokens x NRB row blocks (16 features each). Sized so the accumulators
 /// (MR * NRB * 16 / lanes registers) take about three quarters of the register file.
@@ -244,6 +243,5 @@ void gemm(const PackedActivations& a, Index row_blocks, Index n_valid, FillPanel
   }, 2);
 }
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail

@@ -85,9 +85,8 @@
 #error "ttq's SIMD backend needs an instruction set xsimd supports (SSE2, AVX*, AVX-512 or NEON)"
 #endif
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-namespace simd_detail {
 
 /// The instruction set of this translation unit, as xsimd names it.
 using Arch = xsimd::default_arch;
@@ -238,6 +237,5 @@ static_assert(std::string_view(TTQ_SIMD_ISA_NAME).substr(0, std::string_view(Arc
                   std::string_view(Arch::name()),
               "ttq: TTQ_SIMD_NAMESPACE disagrees with xsimd::default_arch; update backend/simd/detail/isa.hpp");
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail

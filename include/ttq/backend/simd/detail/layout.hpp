@@ -41,10 +41,8 @@
 #include "ttq/quant/packing.hpp"
 #include "ttq/quant/quantized_matrix.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-
-namespace simd_detail {
 
 inline constexpr Index kRowBlock = 16;  ///< rows per block: one 32-bit lane per row of a 512-bit register
 inline constexpr Index kChunk = 32;     ///< weights per row in one chunk (b registers of 64 bytes)
@@ -286,7 +284,11 @@ void transpose_plane_words(const QuantizedMatrix& q, Index rb, Index first, Inde
 }
 #endif
 
-}  // namespace simd_detail
+}  // namespace TTQ_SIMD_NAMESPACE
+}  // namespace ttq::backend::detail
+
+namespace ttq::backend {
+inline namespace TTQ_SIMD_NAMESPACE {
 
 /// The SIMD backend's decode-ready form of a QuantizedMatrix (see the file comment for the
 /// layout). Built by prepare(); read by forward(). Formats whose codes are levels (NF4:
@@ -301,29 +303,33 @@ struct SimdPrepared {
   int bits = 0;
   FormatKind format = FormatKind::awq_asymmetric;
   /// [row_blocks][groups][padded_group / 32][bits][64 bytes]: see the file comment.
-  simd_detail::AlignedVector<std::uint8_t> codes;
-  simd_detail::AlignedVector<float> scales;         ///< [row_blocks][groups][16]
-  simd_detail::AlignedVector<std::uint8_t> zeros;   ///< [row_blocks][groups][16], integer-zero formats
-  simd_detail::AlignedVector<float> offsets;        ///< [row_blocks][groups][16], offset format
+  detail::AlignedVector<std::uint8_t> codes;
+  detail::AlignedVector<float> scales;         ///< [row_blocks][groups][16]
+  detail::AlignedVector<std::uint8_t> zeros;   ///< [row_blocks][groups][16], integer-zero formats
+  detail::AlignedVector<float> offsets;        ///< [row_blocks][groups][16], offset format
   RowMatrix dequantized;                            ///< [rows, cols], only for formats without codes here
 
   bool packed() const { return bits != 0 && !codes.empty(); }
   bool integer_zero() const { return ttq::detail::has_code_zero(format); }
-  Index chunks_per_group() const { return padded_group / simd_detail::kChunk; }
+  Index chunks_per_group() const { return padded_group / detail::kChunk; }
   /// Padded length of a row along d_in: the K of the products.
   Index padded_cols() const { return groups * padded_group; }
-  std::size_t chunk_bytes() const { return static_cast<std::size_t>(bits) * simd_detail::kChunkBytesPerBit; }
+  std::size_t chunk_bytes() const { return static_cast<std::size_t>(bits) * detail::kChunkBytesPerBit; }
   const std::uint8_t* block_codes(Index rb, Index g) const {
     return codes.data() + static_cast<std::size_t>((rb * groups + g) * chunks_per_group()) * chunk_bytes();
   }
-  std::size_t param_index(Index rb, Index g) const { return static_cast<std::size_t>((rb * groups + g) * simd_detail::kRowBlock); }
+  std::size_t param_index(Index rb, Index g) const { return static_cast<std::size_t>((rb * groups + g) * detail::kRowBlock); }
   /// Bytes one decode call streams from memory (codes + scales + zeros or offsets).
   std::size_t streamed_bytes() const {
     return codes.size() + sizeof(float) * (scales.size() + offsets.size()) + zeros.size();
   }
 };
 
-namespace simd_detail {
+}  // namespace TTQ_SIMD_NAMESPACE
+}  // namespace ttq::backend
+
+namespace ttq::backend::detail {
+inline namespace TTQ_SIMD_NAMESPACE {
 
 /// Repacks `q` into the SIMD layout. Formats other than the integer ones keep a dense copy.
 inline SimdPrepared prepare_matrix(const QuantizedMatrix& q, const Executor& executor) {
@@ -433,6 +439,5 @@ inline SimdPrepared prepare_matrix(const QuantizedMatrix& q, const Executor& exe
   return p;
 }
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail

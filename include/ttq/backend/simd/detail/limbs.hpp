@@ -16,9 +16,8 @@
 #include "ttq/backend/simd/detail/layout.hpp"
 #include "ttq/core/types.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-namespace simd_detail {
 
 /// Largest |X| representable in L balanced base-256 digits of at most 127 in magnitude.
 inline constexpr float limb_range(int limbs) {
@@ -55,23 +54,28 @@ struct LimbActivations {
 /// Stack buffer (floats) for one padded group of x' while building the limbs.
 inline constexpr Index kLimbScratch = 1024;
 
-#if TTQ_SIMD_INTEGER_DOT == 2
+/// Sizes `a` for `tokens` tokens of `limbs` limbs over the groups of `p` (reusing its storage):
+/// the layout every ISA's build of prepare_limb_activations fills.
+inline void shape_limb_activations(const SimdPrepared& p, Index tokens, int limbs, LimbActivations& a) {
+  a.limbs = limbs;
+  a.tokens = tokens;
+  a.groups = p.groups;
+  a.block_chunks = std::min(limb_block_chunks(limbs), p.chunks_per_group());
+  a.blocks_per_group = (p.chunks_per_group() + a.block_chunks - 1) / a.block_chunks;
+  const Index values = tokens * a.blocks() * limbs;
+  a.digits.resize(static_cast<std::size_t>(values * a.block_bytes()));
+  a.neg_sums.resize(static_cast<std::size_t>(values));
+  a.steps.resize(static_cast<std::size_t>(values));
+  a.sums.resize(static_cast<std::size_t>(tokens * a.groups));
+}
 
+#if TTQ_SIMD_INTEGER_DOT == 2
 
 /// Builds the limbs of x' = x * (1/D) for every token (parallel over tokens).
 template <int L>
 void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::span<const float> inverse_scale,
                               LimbActivations& a, const Executor& executor) {
-  a.limbs = L;
-  a.tokens = x.rows;
-  a.groups = p.groups;
-  a.block_chunks = std::min(limb_block_chunks(L), p.chunks_per_group());
-  a.blocks_per_group = (p.chunks_per_group() + a.block_chunks - 1) / a.block_chunks;
-  const Index blocks = a.blocks();
-  a.digits.resize(static_cast<std::size_t>(a.tokens * blocks * L * a.block_bytes()));
-  a.neg_sums.resize(static_cast<std::size_t>(a.tokens * blocks * L));
-  a.steps.resize(static_cast<std::size_t>(a.tokens * blocks * L));
-  a.sums.resize(static_cast<std::size_t>(a.tokens * a.groups));
+  shape_limb_activations(p, x.rows, L, a);
   const float range = limb_range(L);
   parallel_for(executor, x.rows, 2, [&](Index t_begin, Index t_end) {
     AlignedVector<float> scratch(static_cast<std::size_t>(p.padded_group));
@@ -144,16 +148,7 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
 template <int L>
 void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::span<const float> inverse_scale,
                               LimbActivations& a, const Executor& executor) {
-  a.limbs = L;
-  a.tokens = x.rows;
-  a.groups = p.groups;
-  a.block_chunks = std::min(limb_block_chunks(L), p.chunks_per_group());
-  a.blocks_per_group = (p.chunks_per_group() + a.block_chunks - 1) / a.block_chunks;
-  const Index blocks = a.blocks();
-  a.digits.resize(static_cast<std::size_t>(a.tokens * blocks * L * a.block_bytes()));
-  a.neg_sums.resize(static_cast<std::size_t>(a.tokens * blocks * L));
-  a.steps.resize(static_cast<std::size_t>(a.tokens * blocks * L));
-  a.sums.resize(static_cast<std::size_t>(a.tokens * a.groups));
+  shape_limb_activations(p, x.rows, L, a);
   const float range = limb_range(L);
   auto prepare_tokens = [&](Index t_begin, Index t_end) {
     alignas(32) float scratch[kLimbScratch];  // one group's x', zero-padded
@@ -238,6 +233,5 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
 
 #endif
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail

@@ -29,9 +29,8 @@
 #include "ttq/quant/quantized_matrix.hpp"
 #include "ttq/quant/reference.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-namespace simd_detail {
 
 // ---- loading a register of weights as fp32 ------------------------------------------------
 
@@ -425,6 +424,5 @@ double quantize_matrix_into(const QuantConfig& config, MatrixView<const Source> 
   return total;
 }
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail

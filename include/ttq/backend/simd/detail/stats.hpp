@@ -16,9 +16,8 @@
 #include "ttq/core/types.hpp"
 #include "ttq/stats/channel_stats.hpp"
 
-namespace ttq::backend {
+namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
-namespace simd_detail {
 
 /// Loads Batch<double>::size floats widened to double (exact).
 template <class A>
@@ -98,6 +97,5 @@ void channel_stats(ConstMatrixView x, double p, std::span<double> pnorm, std::sp
   }, vectorized ? 2 : 4);
 }
 
-}  // namespace simd_detail
 }  // namespace TTQ_SIMD_NAMESPACE
-}  // namespace ttq::backend
+}  // namespace ttq::backend::detail
