@@ -245,6 +245,7 @@ TTQ_HOST_DEVICE constexpr bool is_listed(FormatList<Formats...>, FormatKind kind
 }
 
 // Calls f(F{}) for the F of the list whose kind is `kind`; the caller has checked that one is.
+TTQ_HOST_DEVICE_CALLS_CALLER
 template <class Visitor, NumberFormat First, NumberFormat... Rest>
 TTQ_HOST_DEVICE decltype(auto) visit_listed(FormatKind kind, Visitor& f) {
   if constexpr (sizeof...(Rest) == 0) {
@@ -256,6 +257,7 @@ TTQ_HOST_DEVICE decltype(auto) visit_listed(FormatKind kind, Visitor& f) {
   }
 }
 
+TTQ_HOST_DEVICE_CALLS_CALLER
 template <class Visitor, NumberFormat... Formats>
 TTQ_HOST_DEVICE decltype(auto) visit_in(FormatList<Formats...>, FormatKind kind, Visitor& f) {
   return visit_listed<Visitor, Formats...>(kind, f);
@@ -270,6 +272,7 @@ TTQ_HOST_DEVICE constexpr bool is_known_format(FormatKind kind) { return detail:
 /// Calls `f(Format{})` with the format policy named by `kind`: the one runtime switch on the
 /// format, for host and device code. On the host an unknown kind is a RangeError naming
 /// "format"; device code receives formats the host has validated (QuantConfig::validate).
+TTQ_HOST_DEVICE_CALLS_CALLER
 template <class F>
 TTQ_HOST_DEVICE decltype(auto) visit_format(FormatKind kind, F&& f) {
 #if !defined(__CUDA_ARCH__)

@@ -125,10 +125,9 @@ class DiagCorrelation {
 
   /// Starts a new prompt: past sums are multiplied by the decay beta (0 forgets them).
   void begin_prompt() {
-    for (auto& v : pnorm_sums_) v *= options_.decay;
-    for (auto& v : square_sums_) v *= options_.decay;
-    tokens_ *= options_.decay;
-    if (options_.decay == 0.0) tokens_ = 0.0;
+    for (auto& v : pnorm_sums_) v = detail::decayed_sum(v, options_.decay);
+    for (auto& v : square_sums_) v = detail::decayed_sum(v, options_.decay);
+    tokens_ = detail::decayed_tokens(tokens_, options_.decay);
   }
 
   /// Forgets every statistic (keeps d_in and options).

@@ -115,4 +115,11 @@ TTQ_HOST_DEVICE inline float floored_scale(double d, double d_max) {
   return static_cast<float>(floored > 0.0 ? floored : 1.0);
 }
 
+/// begin_prompt()'s decay beta applied to one running sum (beta = 0 forgets it).
+TTQ_HOST_DEVICE inline double decayed_sum(double sum, double beta) { return sum * beta; }
+
+/// The token count after the decay: scaled like the sums, and exactly 0 when beta = 0, so that
+/// a forgotten history reads as "no statistics" rather than as a tiny weight.
+TTQ_HOST_DEVICE inline double decayed_tokens(double tokens, double beta) { return beta == 0.0 ? 0.0 : tokens * beta; }
+
 }  // namespace ttq::detail

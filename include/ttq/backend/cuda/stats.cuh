@@ -61,8 +61,8 @@ __global__ void __launch_bounds__(kStatsThreads)
 template <class Unused = void>
 __global__ void scale_sums_kernel(double* a, double* b, Index n, double factor) {
   for (Index j = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += static_cast<Index>(gridDim.x) * blockDim.x) {
-    a[j] *= factor;
-    b[j] *= factor;
+    a[j] = ttq::detail::decayed_sum(a[j], factor);
+    b[j] = ttq::detail::decayed_sum(b[j], factor);
   }
 }
 

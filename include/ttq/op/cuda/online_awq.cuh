@@ -91,14 +91,15 @@ class DeviceLayerWeights {
 };
 
 /// Online AWQ (TTQ) for one layer on the GPU, statistics DiagCorrelation<P> (P = 1, 2, InfNorm,
-/// an integer >= 1, or Dynamic with options.p).
+/// an integer >= 1, or Dynamic with options.p). The default P is the host policy's, so the same
+/// options give the same D on both.
 ///
 /// Stream semantics: the operator is bound to the stream given at construction. Every method
 /// only enqueues work on it (kernels, stream-ordered allocations and memsets) and returns; the
 /// destructor frees its buffers stream-ordered on it too. Methods named download_* / read_* are
 /// inspection calls that synchronise that stream (and only it). Not thread-safe; one operator
 /// per sequence, as OnlineAWQ.
-template <int P = 2>
+template <int P = DiagCorrelation<>::p>
 class CudaOnlineAWQ {
  public:
   /// Builds an operator on borrowed device weights. Quantizes once with D = 1 (no statistics
@@ -193,8 +194,7 @@ class CudaOnlineAWQ {
   /// current quantization stays until the next calibrate().
   void begin_prompt() {
     scale_sums_on_device(pnorm_sums_.data(), square_sums_.data(), d_in(), options_.decay, stream_);
-    tokens_ *= options_.decay;
-    if (options_.decay == 0.0) tokens_ = 0.0;
+    tokens_ = ttq::detail::decayed_tokens(tokens_, options_.decay);
   }
 
   /// Forgets all statistics and re-quantizes with D = 1.
