@@ -16,17 +16,11 @@
 #include <vector>
 
 #include "llama/gguf.hpp"
+#include "llama/error.hpp"
 #include "llama/tokenizer.hpp"
 
 namespace ttq::llama {
 namespace {
-
-template <class... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
-}
 
 struct CodePointRange {
   char32_t first;

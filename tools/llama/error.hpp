@@ -2,7 +2,9 @@
 // file format (the GGUF reader's own GgufError covers the format itself).
 #pragma once
 
+#include <sstream>
 #include <stdexcept>
+#include <string>
 
 namespace ttq::llama {
 
@@ -13,5 +15,13 @@ class LlamaError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+/// An error message from streamable parts: cat("tensor ", name, " has ", n, " dims").
+template <class... Args>
+std::string cat(const Args&... args) {
+  std::ostringstream out;
+  (out << ... << args);
+  return out.str();
+}
 
 }  // namespace ttq::llama

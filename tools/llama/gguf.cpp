@@ -2,6 +2,7 @@
 // header / metadata / tensor directory, the block dequantizers, and the typed accessors. Kept
 // free of Eigen so the fuzz target can compile it alone, with sanitizers, in seconds.
 #include "llama/gguf.hpp"
+#include "llama/error.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -20,13 +21,6 @@
 
 namespace ttq::llama {
 namespace {
-
-template <class... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
-}
 
 // Limits that no sane file reaches and that keep hostile input from costing memory or stack.
 constexpr std::uint64_t kMaxKeyBytes = 65535;        // docs/gguf.md: keys are < 2^16 bytes

@@ -3,6 +3,7 @@
 // Activations are row-major [tokens, features] so a whole prefill goes through each projection
 // as one matrix product, and decode is the same code with tokens = 1.
 #include "llama/model.hpp"
+#include "llama/error.hpp"
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -14,13 +15,6 @@
 
 namespace ttq::llama {
 namespace {
-
-template <class... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
-}
 
 using MatrixRM = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using StridedMap = Eigen::Map<MatrixRM, 0, Eigen::OuterStride<>>;

@@ -5,6 +5,7 @@
 // it against a literal transcription of llama2.c), but long documents cost O(n log n) instead
 // of O(n^2) lookups.
 #include "llama/tokenizer.hpp"
+#include "llama/error.hpp"
 
 #include <cmath>
 #include <limits>
@@ -15,13 +16,6 @@
 
 namespace ttq::llama {
 namespace {
-
-template <class... Args>
-std::string cat(const Args&... args) {
-  std::ostringstream out;
-  (out << ... << args);
-  return out.str();
-}
 
 constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 

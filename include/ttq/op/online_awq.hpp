@@ -131,7 +131,9 @@ class OnlineAWQ {
     backend::ForwardArgs args{x, inverse_scales_, ConstMatrixView(f.a), ConstMatrixView(f.b), weights_->bias(), y};
     detail::backend_forward(backend_type{}, prepared_, args);
     // Finite X can still give an infinite Y (entries near FLT_MAX): an error naming X, never
-    // an Inf passed on as a result. A read of Y, negligible next to the product.
+    // an Inf passed on as a result. A vectorized read of Y, negligible next to the product; the
+    // element is named only on failure.
+    if (detail::all_finite(ConstMatrixView(y.data, y.rows, y.cols, y.row_stride))) return;
     for (Index t = 0; t < y.rows; ++t)
       for (Index o = 0; o < y.cols; ++o)
         if (!std::isfinite(y(t, o)))
