@@ -399,14 +399,14 @@ TEST_CASE("SIMD forward covers every token count of the decode tiles and the pre
     }
 }
 
-// The integer decode kernels (AVX-512 VNNI or AVX2, whichever this build has; the fp32 kernel
-// elsewhere) for every activation precision, width, packed format and token count 1..16 (every
-// tile split: 8/4/2/1 on VNNI, 4/2/1 or 2/1 on AVX2), on ragged and non-multiple-of-32 groups,
-// with and without the low-rank term and the bias.
+// The integer decode kernels (AVX-512 VNNI, AVX2 or AArch64 SDOT, whichever this build has; the
+// fp32 kernel elsewhere) for every activation precision, width, packed format and token count
+// 1..16 (every tile split: 8/4/2/1 on VNNI, 4/2/1 or 2/1 on AVX2, 4/2/1, 2/1 or 1 on AArch64),
+// on ragged and non-multiple-of-32 groups, with and without the low-rank term and the bias.
 TEST_CASE("SIMD integer decode matches the oracle for every width, format and token count 1..16",
           "[backend][simd][forward][integer]") {
-#if defined(__AVX2__)
-  STATIC_REQUIRE(backend::Simd::integer_decode);  // x86-64 with AVX2: integer kernels exist
+#if defined(__AVX2__) || (defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD))
+  STATIC_REQUIRE(backend::Simd::integer_decode);  // x86-64 with AVX2, AArch64 with SDOT: integer kernels exist
   STATIC_REQUIRE(backend::Simd::integer_decode_for(4, 1));  // and serve one token
 #endif
   std::uint32_t seed = 3000;

@@ -27,6 +27,7 @@
 #include "ttq/backend/scalar/kernels.hpp"  // reference_forward, the dense (NF4) fallback
 #include "ttq/backend/simd/detail/decode_avx2.hpp"
 #include "ttq/backend/simd/detail/decode_fp32.hpp"
+#include "ttq/backend/simd/detail/decode_neon.hpp"
 #include "ttq/backend/simd/detail/decode_vnni.hpp"
 #include "ttq/backend/simd/detail/gemm.hpp"
 #include "ttq/backend/simd/detail/isa.hpp"
@@ -42,13 +43,15 @@
 namespace ttq::backend::detail {
 inline namespace TTQ_SIMD_NAMESPACE {
 /// Whether decode of `tokens` tokens of `bits`-bit codes with `limbs` activation limbs takes
-/// the integer kernel here; else the fp32 kernel, which is never less precise. AVX-512 VNNI:
-/// always. AVX2: where it is faster (docs/performance.md, "AVX2 integer decode"): it spends a
+/// the integer kernel here; else the fp32 kernel, which is never less precise. AVX-512 VNNI
+/// and AArch64 SDOT: always (one dot product per 4 weights, 4 or 16 rows and limb, against the
+/// fp32 kernel's conversion and multiply-add per weight; on AArch64 not yet measured on
+/// hardware). AVX2: where it is faster (docs/performance.md, "AVX2 integer decode"): it spends a
 /// VPMADDUBSW per limb and token, where the fp32 kernel shares its code conversion between
 /// tokens, so three limbs serve one token only, and 8-bit codes (two nibble products per
 /// limb) one limb only.
 constexpr bool integer_decode_policy(int limbs, int bits, Index tokens) {
-#if TTQ_SIMD_INTEGER_DOT == 2
+#if TTQ_SIMD_INTEGER_DOT == 2 || TTQ_SIMD_INTEGER_DOT == 3
   (void)limbs, (void)bits, (void)tokens;
   return true;
 #elif TTQ_SIMD_INTEGER_DOT == 1
@@ -71,8 +74,8 @@ inline namespace TTQ_SIMD_NAMESPACE {
 ///   24  three int8 limbs per activation, 24 bits relative to each 128-block's largest |x'|: the
 ///       rounding error of an fp32 sum of that block (default, `Simd`)
 ///   16  two limbs; 8: one limb per 32-block (the int8-activation path, an option)
-/// Limbs need AVX-512 VNNI or AVX2 (same results on both); elsewhere every variant runs the fp32
-/// kernel (never less precise).
+/// Limbs need AVX-512 VNNI, AVX2 or AArch64's dot-product extension (same results on all);
+/// elsewhere every variant runs the fp32 kernel (never less precise).
 template <int ActivationBits>
 struct SimdBackend {
   static_assert(ActivationBits == 8 || ActivationBits == 16 || ActivationBits == 24 || ActivationBits == 32,
@@ -225,6 +228,8 @@ struct LimbKernel {
     static void run(const SimdPrepared& p, const LimbActivations& a, Index t0, Index rb, float* y) {
 #if TTQ_SIMD_INTEGER_DOT == 2
       decode_block_vnni<Bits, L, TT>(p, a, t0, rb, y);
+#elif TTQ_SIMD_INTEGER_DOT == 3
+      decode_block_neon<Bits, L, TT>(p, a, t0, rb, y);
 #else
       decode_block_avx2<Bits, L, TT>(p, a, t0, rb, y);
 #endif
@@ -306,6 +311,24 @@ void forward_decode(const SimdPrepared& p, const ForwardArgs& args, const Execut
       for (int i = 0; i < plan.count; ++i) {
         if constexpr (L == 1) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
         else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 2, 1>(p.bits, plan.size[i]);
+      }
+      run_decode(p, act, plan, kernels, args, executor);
+#elif TTQ_SIMD_INTEGER_DOT == 3
+      // AArch64: TT x L x 4 int32 accumulators of 32 registers (TT L <= 4).
+      constexpr int L = ActivationBits / 8;
+      thread_local LimbActivations act;
+      prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
+      static constexpr int kTiles1[] = {4, 2, 1};
+      static constexpr int kTiles2[] = {2, 1};
+      static constexpr int kTiles3[] = {1};
+      const TilePlan plan = plan_tiles(tokens, L == 1   ? std::span<const int>(kTiles1)
+                                               : L == 2 ? std::span<const int>(kTiles2)
+                                                        : std::span<const int>(kTiles3));
+      DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
+      for (int i = 0; i < plan.count; ++i) {
+        if constexpr (L == 1) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
+        else if constexpr (L == 2) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 2, 1>(p.bits, plan.size[i]);
+        else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 1>(p.bits, plan.size[i]);
       }
       run_decode(p, act, plan, kernels, args, executor);
 #endif

@@ -24,7 +24,8 @@
 #endif
 
 // The namespace name follows xsimd's choice of default_arch (checked below), plus whether the
-// 512-bit integer dot product (AVX-512 VNNI) is available, which xsimd 8.1 does not model.
+// integer dot products (AVX-512 VNNI, Arm's dot-product extension) are available, which xsimd
+// 8.1 does not model.
 #if XSIMD_WITH_AVX512BW
 #if defined(__AVX512VNNI__)
 #define TTQ_SIMD_NAMESPACE simd_avx512bw_vnni
@@ -76,8 +77,13 @@
 #define TTQ_SIMD_NAMESPACE simd_sse2
 #define TTQ_SIMD_ISA_NAME "sse2"
 #elif XSIMD_WITH_NEON64
+#if defined(__ARM_FEATURE_DOTPROD)
+#define TTQ_SIMD_NAMESPACE simd_neon64_dotprod
+#define TTQ_SIMD_ISA_NAME "arm64+neon+dotprod"
+#else
 #define TTQ_SIMD_NAMESPACE simd_neon64
 #define TTQ_SIMD_ISA_NAME "arm64+neon"
+#endif
 #elif XSIMD_WITH_NEON
 #define TTQ_SIMD_NAMESPACE simd_neon
 #define TTQ_SIMD_ISA_NAME "arm32+neon"
@@ -98,13 +104,16 @@ using xsimd::kernel::requires_arch;
 inline constexpr int kFloatLanes = static_cast<int>(Batch<float>::size);
 
 /// Which integer decode kernel this translation unit has: 2 = AVX-512 VNNI (VPDPBUSD,
-/// decode_vnni.hpp), 1 = AVX2 (VPMADDUBSW + VPMADDWD, decode_avx2.hpp), 0 = none (the fp32
-/// kernel decodes). Integer dot products are what make decoding from packed codes run at
-/// memory speed.
+/// decode_vnni.hpp), 1 = AVX2 (VPMADDUBSW + VPMADDWD, decode_avx2.hpp), 3 = AArch64 with the
+/// dot-product extension (SDOT, decode_neon.hpp; Armv8.4-A and later, optional from v8.2-A),
+/// 0 = none (the fp32 kernel decodes). Integer dot products are what make decoding from packed
+/// codes run at memory speed.
 #if XSIMD_WITH_AVX512BW && defined(__AVX512VNNI__)
 #define TTQ_SIMD_INTEGER_DOT 2
 #elif defined(__AVX2__)
 #define TTQ_SIMD_INTEGER_DOT 1
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#define TTQ_SIMD_INTEGER_DOT 3
 #else
 #define TTQ_SIMD_INTEGER_DOT 0
 #endif

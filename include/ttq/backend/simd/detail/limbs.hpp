@@ -1,8 +1,8 @@
-// Activations for the integer decode kernels (decode_vnni.hpp, decode_avx2.hpp): x' = x / D per
-// token as 1, 2 or 3 balanced base-256 int8 "limbs" per activation block, with each block's
-// step and digit sums. See decode_vnni.hpp for the design. The digits are the same on every
-// ISA that builds them (AVX-512 and AVX2 below): the kernels differ only in how they form the
-// exact integer sums.
+// Activations for the integer decode kernels (decode_vnni.hpp, decode_avx2.hpp,
+// decode_neon.hpp): x' = x / D per token as 1, 2 or 3 balanced base-256 int8 "limbs" per
+// activation block, with each block's step and digit sums. See decode_vnni.hpp for the design.
+// The digits are the same on every ISA that builds them (AVX-512, AVX2 and AArch64 below): the
+// kernels differ only in how they form the exact integer sums.
 #pragma once
 
 #include <algorithm>
@@ -227,6 +227,80 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
     }
   };
   // One token is too little work to hand to another thread (decode's common case).
+  if (x.rows == 1) prepare_tokens(0, 1);
+  else parallel_for(executor, x.rows, 2, prepare_tokens);
+}
+
+#elif TTQ_SIMD_INTEGER_DOT == 3
+
+/// The AArch64 build, in portable C++ (the compiler vectorizes the loops; per token it is a
+/// small fraction of a decode call): the same fp32 products, block maxima, rounding to nearest
+/// even and digits as the x86 builds, so digits, steps and sums are bit-identical to theirs.
+template <int L>
+void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::span<const float> inverse_scale,
+                              LimbActivations& a, const Executor& executor) {
+  shape_limb_activations(p, x.rows, L, a);
+  const float range = limb_range(L);
+  auto prepare_tokens = [&](Index t_begin, Index t_end) {
+    alignas(64) float scratch[kLimbScratch];  // one group's x', zero-padded
+    AlignedVector<float> heap;                // groups wider than the stack buffer
+    float* xs = scratch;
+    if (p.padded_group > kLimbScratch) {
+      heap.resize(static_cast<std::size_t>(p.padded_group));
+      xs = heap.data();
+    }
+    for (Index t = t_begin; t < t_end; ++t) {
+      const float* row = x.row(t);
+      for (Index g = 0; g < p.groups; ++g) {
+        const Index begin = g * p.group, width = std::min(p.group, p.cols - begin);
+        Index k = 0;
+        for (; k < width; ++k) xs[k] = row[begin + k] * inverse_scale[static_cast<std::size_t>(begin + k)];
+        for (; k < p.padded_group; ++k) xs[k] = 0.0f;
+        float group_sum = 0.0f;
+        for (Index b = 0; b < a.blocks_per_group; ++b) {
+          const Index bi = g * a.blocks_per_group + b;
+          const Index first = b * a.block_bytes();
+          const Index n = std::min(a.block_bytes(), p.padded_group - first);
+          float absmax = 0.0f;
+          for (Index j = 0; j < n; ++j) absmax = std::max(absmax, std::fabs(xs[first + j]));
+          float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
+          if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
+          // x' = x / D overflowed float (finite x, D < 1): a NaN step makes the product NaN, which
+          // the operator reports as an input too large for the layer, where zeros would be garbage.
+          const float step = !(absmax < INFINITY) ? std::numeric_limits<float>::quiet_NaN()
+                                                  : inv_step > 0.0f ? absmax / range : 0.0f;
+          std::int8_t* out = a.block_digits(t, bi);
+          std::int32_t sums[L] = {};
+          for (Index j = 0; j < a.block_bytes(); ++j) {
+            std::int32_t big = 0;
+            if (j < n) {
+              float v = std::nearbyint(xs[first + j] * inv_step);
+              // x86's conversion gives INT_MIN for NaN and out-of-range values, which the clamp
+              // then makes -range; the same here (only reached with the NaN step above).
+              if (!(std::fabs(v) < 2147483648.0f)) v = -range;
+              big = static_cast<std::int32_t>(std::clamp(v, -range, range));
+            }
+            for (int l = L - 1; l >= 0; --l) {  // least significant digit first, balanced
+              const std::int32_t digit = ((big + 128) & 255) - 128;
+              big = (big - digit) >> 8;
+              sums[l] += digit;
+              out[l * a.block_bytes() + j] = static_cast<std::int8_t>(digit);
+            }
+          }
+          std::int32_t* neg = a.block_neg_sums(t, bi);
+          float* steps = a.block_steps(t, bi);
+          float weight = step;
+          for (int l = L - 1; l >= 0; --l) {
+            neg[l] = -sums[l];
+            steps[l] = weight;
+            group_sum += weight * static_cast<float>(sums[l]);
+            weight *= 256.0f;
+          }
+        }
+        a.sums[static_cast<std::size_t>(t * a.groups + g)] = group_sum;
+      }
+    }
+  };
   if (x.rows == 1) prepare_tokens(0, 1);
   else parallel_for(executor, x.rows, 2, prepare_tokens);
 }
