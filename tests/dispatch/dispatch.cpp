@@ -38,23 +38,25 @@ std::vector<Isa> runnable_isas() {
   return out;
 }
 
-// What best_isa() should say, from a source independent of cpuid: TTQ_EXPECT_BEST_ISA (set by
-// the emulated run), the architecture, or the flags of /proc/cpuinfo.
+// What best_isa() should say, from a source independent of cpuid or the auxiliary vector:
+// TTQ_EXPECT_BEST_ISA (set by the emulated runs), else the feature flags of /proc/cpuinfo.
 std::optional<Isa> expected_best_isa() {
   if (const char* env = std::getenv("TTQ_EXPECT_BEST_ISA"); env != nullptr && *env != '\0') return backend::parse_isa(env);
   auto compiled = [](Isa isa) {
     const auto c = backend::compiled_isas();
     return std::find(c.begin(), c.end(), isa) != c.end();
   };
+  // /proc/cpuinfo's feature list (under qemu-user it is the host's, hence TTQ_EXPECT_BEST_ISA there).
 #if defined(__aarch64__)
-  return compiled(Isa::neon) ? Isa::neon : Isa::scalar;  // NEON is part of AArch64
+  const std::string features_line = "Features";
 #else
-  // x86-64: /proc/cpuinfo (under qemu-user it is the host's, hence TTQ_EXPECT_BEST_ISA there).
+  const std::string features_line = "flags";
+#endif
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::string line;
   std::set<std::string> flags;
   while (std::getline(cpuinfo, line)) {
-    if (line.rfind("flags", 0) != 0) continue;
+    if (line.rfind(features_line, 0) != 0) continue;
     std::istringstream words(line.substr(line.find(':') + 1));
     for (std::string w; words >> w;) flags.insert(w);
     break;
@@ -63,6 +65,10 @@ std::optional<Isa> expected_best_isa() {
   auto has = [&](std::initializer_list<const char*> names) {
     return std::all_of(names.begin(), names.end(), [&](const char* n) { return flags.count(n) > 0; });
   };
+#if defined(__aarch64__)
+  if (compiled(Isa::neon_dotprod) && has({"asimddp"})) return Isa::neon_dotprod;
+  return compiled(Isa::neon) ? Isa::neon : Isa::scalar;  // NEON is part of AArch64
+#else
   if (compiled(Isa::avx512) && has({"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd", "avx512_vnni", "avx2", "fma"}))
     return Isa::avx512;
   if (compiled(Isa::avx2) && has({"avx2", "fma"})) return Isa::avx2;
@@ -128,9 +134,10 @@ TEST_CASE("dispatch picks the best ISA this CPU supports", "[dispatch]") {
 }
 
 TEST_CASE("ISA names round-trip and bad choices are typed errors", "[dispatch][errors]") {
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon}) CHECK(backend::parse_isa(backend::isa_name(isa)) == isa);
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_dotprod})
+    CHECK(backend::parse_isa(backend::isa_name(isa)) == isa);
   CHECK_THROWS_AS(backend::parse_isa("sse9"), RangeError);
-  for (Isa isa : {Isa::avx2, Isa::avx512, Isa::neon}) {
+  for (Isa isa : {Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_dotprod}) {
     const auto compiled = backend::compiled_isas();
     if (std::find(compiled.begin(), compiled.end(), isa) != compiled.end() && backend::cpu_supports(isa)) continue;
     INFO(backend::isa_name(isa));

@@ -31,9 +31,10 @@
 namespace ttq::backend {
 
 /// The instruction sets ttq::dispatch can be built for.
-enum class Isa { scalar, avx2, avx512, neon };
+/// neon_dotprod is AArch64 with the dot-product extension (the integer decode kernels).
+enum class Isa { scalar, avx2, avx512, neon, neon_dotprod };
 
-/// "scalar", "avx2", "avx512" or "neon".
+/// "scalar", "avx2", "avx512", "neon" or "neon-dotprod".
 const char* isa_name(Isa isa) noexcept;
 /// The inverse of isa_name; throws RangeError("isa") for any other name.
 Isa parse_isa(std::string_view name);

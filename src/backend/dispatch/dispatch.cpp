@@ -7,16 +7,25 @@
 #include <cstdlib>
 #include <string>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include "kernel_table.hpp"
 
 namespace ttq::backend {
 namespace {
 
-// TTQ_DISPATCH_AVX2 / _AVX512 / _NEON are defined by src/CMakeLists.txt for the ISAs it builds.
+// TTQ_DISPATCH_AVX2 / _AVX512 / _NEON / _NEON_DOTPROD are defined by src/CMakeLists.txt for
+// the ISAs it builds.
 constexpr Isa kCompiled[] = {
     Isa::scalar,
 #if defined(TTQ_DISPATCH_NEON)
     Isa::neon,
+#endif
+#if defined(TTQ_DISPATCH_NEON_DOTPROD)
+    Isa::neon_dotprod,
 #endif
 #if defined(TTQ_DISPATCH_AVX2)
     Isa::avx2,
@@ -43,14 +52,15 @@ const char* isa_name(Isa isa) noexcept {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::neon: return "neon";
+    case Isa::neon_dotprod: return "neon-dotprod";
   }
   return "?";
 }
 
 Isa parse_isa(std::string_view name) {
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon})
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon, Isa::neon_dotprod})
     if (name == isa_name(isa)) return isa;
-  throw RangeError("isa", "expected scalar, avx2, avx512 or neon, got '" + std::string(name) + "'");
+  throw RangeError("isa", "expected scalar, avx2, avx512, neon or neon-dotprod, got '" + std::string(name) + "'");
 }
 
 std::span<const Isa> compiled_isas() noexcept { return kCompiled; }
@@ -69,6 +79,9 @@ bool cpu_supports(Isa isa) noexcept {
 #endif
 #if defined(__aarch64__)
     case Isa::neon: return true;  // Advanced SIMD is mandatory in AArch64
+#if defined(__linux__) && defined(HWCAP_ASIMDDP)
+    case Isa::neon_dotprod: return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;  // as the kernel reports it
+#endif
 #endif
     default: return false;
   }
@@ -94,6 +107,9 @@ const IsaKernels& isa_kernels(Isa isa) {
 #endif
 #if defined(TTQ_DISPATCH_NEON)
     case Isa::neon: return detail::neon_kernels();
+#endif
+#if defined(TTQ_DISPATCH_NEON_DOTPROD)
+    case Isa::neon_dotprod: return detail::neon_dotprod_kernels();
 #endif
     default: return detail::scalar_kernels();
   }

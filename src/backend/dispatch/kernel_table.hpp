@@ -57,5 +57,6 @@ const IsaKernels& scalar_kernels();
 const IsaKernels& avx2_kernels();
 const IsaKernels& avx512_kernels();
 const IsaKernels& neon_kernels();
+const IsaKernels& neon_dotprod_kernels();
 
 }  // namespace ttq::backend::detail
