@@ -6,8 +6,9 @@
 // layout.hpp) against the 4 activation digits of the operand in every lane, that is the
 // quarter's 4 rows of VPDPBUSD, and SDOT's indexed form takes the 4 digits from one 32-bit lane
 // of a register holding 16, so the digits need no broadcast. Codes must be signed bytes here:
-// every width b <= 7 is extracted as a field below 2^b <= 128 (a shift and a mask per plane);
-// 8-bit codes go as q - 128 (an XOR of the sign bit), the 128 returned through the start value:
+// every width b <= 7 is extracted (decode_fp32.hpp's extract_operand) as a field below
+// 2^b <= 128; 8-bit codes go as q - 128 (an XOR of the sign bit), the 128 returned through the
+// start value:
 // sum_j (q_j - z) d_j = sum_j (q_j - 128) d_j + (z - 128)(-sum_j d_j). One SDOT per 4 weights,
 // 4 rows and limb, at every width.
 //
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <utility>
 
+#include "ttq/backend/simd/detail/decode_fp32.hpp"
 #include "ttq/backend/simd/detail/isa.hpp"
 #include "ttq/backend/simd/detail/layout.hpp"
 #include "ttq/backend/simd/detail/limbs.hpp"
@@ -33,32 +35,12 @@ inline namespace TTQ_SIMD_NAMESPACE {
 #if TTQ_SIMD_INTEGER_DOT == 3
 
 /// Operand O (0..7) of one quarter (4 rows) of a chunk whose plane quarters are `regs`: the 4
-/// codes k = 4O..4O+3 of each row, one signed byte each (8-bit codes minus 128).
+/// codes k = 4O..4O+3 of each row, one signed byte each. The fields come from the fp32
+/// kernel's extract_operand (each below 2^Bits <= 128 for Bits <= 7); 8-bit codes minus 128.
 template <int Bits, int O>
-inline int8x16_t operand_neon(const uint8x16_t* regs) {
-  if constexpr (Bits == 8) {
-    return vreinterpretq_s8_u8(veorq_u8(regs[O], vdupq_n_u8(0x80)));
-  } else {
-    uint8x16_t result = vdupq_n_u8(0);
-    [&]<int... P>(std::integer_sequence<int, P...>) {
-      (
-          [&] {
-            constexpr PlaneSpec spec = plane_spec(Bits, P);
-            constexpr int per = 8 / spec.width;
-            constexpr int reg = plane_offset(Bits, P) + O / per;
-            constexpr int shift = spec.width * (O % per) - spec.significance;
-            constexpr auto mask = static_cast<std::uint8_t>(((1u << spec.width) - 1u) << spec.significance);
-            uint8x16_t part = regs[reg];
-            if constexpr (shift > 0) part = vshrq_n_u8(part, shift);
-            if constexpr (shift < 0) part = vshlq_n_u8(part, -shift);
-            part = vandq_u8(part, vdupq_n_u8(mask));
-            if constexpr (P == 0) result = part;
-            else result = vorrq_u8(result, part);
-          }(),
-          ...);
-    }(std::make_integer_sequence<int, plane_count(Bits)>{});
-    return vreinterpretq_s8_u8(result);
-  }
+inline int8x16_t operand_neon(const Batch<std::uint32_t>* regs) {
+  const uint8x16_t op = vreinterpretq_u8_u32(extract_operand<Bits, O>(regs));
+  return vreinterpretq_s8_u8(Bits == 8 ? veorq_u8(op, vdupq_n_u8(0x80)) : op);
 }
 
 /// y[t][16 rows of block rb] for tokens [t0, t0 + TT) with L activation limbs (see the file
@@ -113,8 +95,9 @@ void decode_block_neon(const SimdPrepared& p, const LimbActivations& a, Index t0
           for (int l = 0; l < L; ++l)
             for (int h = 0; h < 2; ++h) x[t][l][h] = vld1q_s8(digits[t] + l * block_bytes + offset + 16 * h);
         for (int q = 0; q < kQuarters; ++q) {
-          uint8x16_t regs[Bits];
-          for (int m = 0; m < Bits; ++m) regs[m] = vld1q_u8(chunk + m * 64 + 16 * q);
+          Batch<std::uint32_t> regs[Bits];
+          for (int m = 0; m < Bits; ++m)
+            regs[m] = Batch<std::uint32_t>::load_unaligned(reinterpret_cast<const std::uint32_t*>(chunk + m * 64 + 16 * q));
           [&]<int... O>(std::integer_sequence<int, O...>) {
             (
                 [&] {

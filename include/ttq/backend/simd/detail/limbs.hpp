@@ -69,6 +69,36 @@ inline void shape_limb_activations(const SimdPrepared& p, Index tokens, int limb
   a.sums.resize(static_cast<std::size_t>(tokens * a.groups));
 }
 
+/// A block's scaling: X = round(x' * inv_step) with |X| <= range, and x' ~ X * step.
+struct LimbBlockScale {
+  float inv_step = 0.0f;
+  float step = 0.0f;
+};
+inline LimbBlockScale limb_block_scale(float absmax, float range) {
+  float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
+  if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
+  // x' = x / D overflowed float (finite x, D < 1): a NaN step makes the product NaN, which
+  // the operator reports as an input too large for the layer, where zeros would be garbage.
+  const float step = !(absmax < INFINITY) ? std::numeric_limits<float>::quiet_NaN()
+                                          : inv_step > 0.0f ? absmax / range : 0.0f;
+  return {inv_step, step};
+}
+
+/// Records block bi of token t from its digit sums `totals[l]` (limb l, most significant
+/// first): -totals as the zero point's start values, the limb steps step * 256^(L-1-l), and
+/// the block's sum of x~ added to `group_sum`, least significant limb first (every build's order).
+inline void finish_limb_block(LimbActivations& a, Index t, Index bi, float step, const std::int32_t* totals, float& group_sum) {
+  std::int32_t* neg = a.block_neg_sums(t, bi);
+  float* steps = a.block_steps(t, bi);
+  float weight = step;
+  for (int l = a.limbs - 1; l >= 0; --l) {
+    neg[l] = -totals[l];
+    steps[l] = weight;
+    group_sum += weight * static_cast<float>(totals[l]);
+    weight *= 256.0f;
+  }
+}
+
 #if TTQ_SIMD_INTEGER_DOT == 2
 
 /// Builds the limbs of x' = x * (1/D) for every token (parallel over tokens).
@@ -99,12 +129,7 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
           __m512 vmax = _mm512_setzero_ps();
           for (Index k = 0; k < n; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_load_ps(scratch.data() + first + k)));
           const float absmax = _mm512_reduce_max_ps(vmax);
-          float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
-          if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
-          // x' = x / D overflowed float (finite x, D < 1): a NaN step makes the product NaN, which
-          // the operator reports as an input too large for the layer, where zeros would be garbage.
-          const float step = !(absmax < INFINITY) ? std::numeric_limits<float>::quiet_NaN()
-                                                  : inv_step > 0.0f ? absmax / range : 0.0f;
+          const auto [inv_step, step] = limb_block_scale(absmax, range);
           std::int8_t* out = a.block_digits(t, bi);
           __m512i sums[L];
           for (int l = 0; l < L; ++l) sums[l] = _mm512_setzero_si512();
@@ -123,16 +148,9 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
               _mm_storeu_si128(reinterpret_cast<__m128i*>(out + l * a.block_bytes() + k), _mm512_cvtepi32_epi8(digit));
             }
           }
-          std::int32_t* neg = a.block_neg_sums(t, bi);
-          float* steps = a.block_steps(t, bi);
-          float weight = step;
-          for (int l = L - 1; l >= 0; --l) {
-            const int sum = _mm512_reduce_add_epi32(sums[l]);
-            neg[l] = -sum;
-            steps[l] = weight;
-            group_sum += weight * static_cast<float>(sum);
-            weight *= 256.0f;
-          }
+          std::int32_t totals[L];
+          for (int l = 0; l < L; ++l) totals[l] = _mm512_reduce_add_epi32(sums[l]);
+          finish_limb_block(a, t, bi, step, totals, group_sum);
         }
         a.sums[static_cast<std::size_t>(t * a.groups + g)] = group_sum;
       }
@@ -179,12 +197,7 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
           m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
           m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
           const float absmax = _mm_cvtss_f32(m4);
-          float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
-          if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
-          // x' = x / D overflowed float (finite x, D < 1): a NaN step makes the product NaN, which
-          // the operator reports as an input too large for the layer, where zeros would be garbage.
-          const float step = !(absmax < INFINITY) ? std::numeric_limits<float>::quiet_NaN()
-                                                  : inv_step > 0.0f ? absmax / range : 0.0f;
+          const auto [inv_step, step] = limb_block_scale(absmax, range);
           std::int8_t* out = a.block_digits(t, bi);
           __m256i sums[L];
           for (int l = 0; l < L; ++l) sums[l] = _mm256_setzero_si256();
@@ -208,19 +221,14 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
               _mm_storel_epi64(reinterpret_cast<__m128i*>(out + l * a.block_bytes() + j), _mm256_castsi256_si128(bytes));
             }
           }
-          std::int32_t* neg = a.block_neg_sums(t, bi);
-          float* steps = a.block_steps(t, bi);
-          float weight = step;
-          for (int l = L - 1; l >= 0; --l) {
+          std::int32_t totals[L];
+          for (int l = 0; l < L; ++l) {
             __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums[l]), _mm256_extracti128_si256(sums[l], 1));
             s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
             s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-            const int sum = _mm_cvtsi128_si32(s4);
-            neg[l] = -sum;
-            steps[l] = weight;
-            group_sum += weight * static_cast<float>(sum);
-            weight *= 256.0f;
+            totals[l] = _mm_cvtsi128_si32(s4);
           }
+          finish_limb_block(a, t, bi, step, totals, group_sum);
         }
         a.sums[static_cast<std::size_t>(t * a.groups + g)] = group_sum;
       }
@@ -263,12 +271,7 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
           const Index n = std::min(a.block_bytes(), p.padded_group - first);
           float absmax = 0.0f;
           for (Index j = 0; j < n; ++j) absmax = std::max(absmax, std::fabs(xs[first + j]));
-          float inv_step = absmax > 0.0f ? range / absmax : 0.0f;
-          if (!(inv_step < INFINITY)) inv_step = 0.0f;  // a subnormal block: contributes nothing
-          // x' = x / D overflowed float (finite x, D < 1): a NaN step makes the product NaN, which
-          // the operator reports as an input too large for the layer, where zeros would be garbage.
-          const float step = !(absmax < INFINITY) ? std::numeric_limits<float>::quiet_NaN()
-                                                  : inv_step > 0.0f ? absmax / range : 0.0f;
+          const auto [inv_step, step] = limb_block_scale(absmax, range);
           std::int8_t* out = a.block_digits(t, bi);
           std::int32_t sums[L] = {};
           for (Index j = 0; j < a.block_bytes(); ++j) {
@@ -287,15 +290,7 @@ void prepare_limb_activations(const SimdPrepared& p, ConstMatrixView x, std::spa
               out[l * a.block_bytes() + j] = static_cast<std::int8_t>(digit);
             }
           }
-          std::int32_t* neg = a.block_neg_sums(t, bi);
-          float* steps = a.block_steps(t, bi);
-          float weight = step;
-          for (int l = L - 1; l >= 0; --l) {
-            neg[l] = -sums[l];
-            steps[l] = weight;
-            group_sum += weight * static_cast<float>(sums[l]);
-            weight *= 256.0f;
-          }
+          finish_limb_block(a, t, bi, step, sums, group_sum);
         }
         a.sums[static_cast<std::size_t>(t * a.groups + g)] = group_sum;
       }
