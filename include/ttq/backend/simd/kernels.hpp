@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "ttq/backend/contract.hpp"
@@ -214,6 +215,33 @@ DecodeKernel<Activations> select_kernel(int bits, int tile) {
   return k;
 }
 
+/// The token tile sizes a decode kernel is instantiated for, largest first.
+template <int... Sizes>
+struct TileSizes {
+  static constexpr int list[] = {Sizes...};
+  template <class Activations, template <int, int> class Kernel>
+  static DecodeKernel<Activations> select(int bits, int tile) {
+    return select_kernel<Activations, Kernel, Sizes...>(bits, tile);
+  }
+};
+
+#if TTQ_SIMD_INTEGER_DOT != 0
+/// The integer kernel's tiles for L limbs: as many tokens as the registers hold accumulators.
+///   AVX-512 VNNI: 8/4/2/1, three limbs 4/2/1;
+///   AVX2: 16 registers hold TT x L int32 and int16 accumulators per 8-row half: one limb
+///   4/2/1, more 2/1;
+///   AArch64: TT x L x 4 int32 accumulators of 32 registers (TT L <= 4): 4/2/1, 2/1, 1.
+template <int L>
+using LimbTiles =
+#if TTQ_SIMD_INTEGER_DOT == 2
+    std::conditional_t<L == 3, TileSizes<4, 2, 1>, TileSizes<8, 4, 2, 1>>;
+#elif TTQ_SIMD_INTEGER_DOT == 1
+    std::conditional_t<L == 1, TileSizes<4, 2, 1>, TileSizes<2, 1>>;
+#else
+    std::conditional_t<L == 1, TileSizes<4, 2, 1>, std::conditional_t<L == 2, TileSizes<2, 1>, TileSizes<1>>>;
+#endif
+#endif
+
 template <int Bits, int TT>
 struct Fp32Kernel {
   static void run(const SimdPrepared& p, const Fp32Activations& a, Index t0, Index rb, float* y) {
@@ -286,50 +314,15 @@ void forward_decode(const SimdPrepared& p, const ForwardArgs& args, const Execut
   constexpr bool kInteger = ActivationBits < 32 && kHasIntegerDot;
   if constexpr (kInteger) {
     if (integer_decode_policy(ActivationBits / 8, p.bits, tokens)) {
-#if TTQ_SIMD_INTEGER_DOT == 2
+#if TTQ_SIMD_INTEGER_DOT != 0
       constexpr int L = ActivationBits / 8;
+      using Tiles = LimbTiles<L>;
       thread_local LimbActivations act;
       prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
-      static constexpr int kTiles3[] = {4, 2, 1};
-      static constexpr int kTiles[] = {8, 4, 2, 1};
-      const TilePlan plan = plan_tiles(tokens, L == 3 ? std::span<const int>(kTiles3) : std::span<const int>(kTiles));
+      const TilePlan plan = plan_tiles(tokens, Tiles::list);
       DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
-      for (int i = 0; i < plan.count; ++i) {
-        if constexpr (L == 3) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
-        else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 8, 4, 2, 1>(p.bits, plan.size[i]);
-      }
-      run_decode(p, act, plan, kernels, args, executor);
-#elif TTQ_SIMD_INTEGER_DOT == 1
-      // AVX2: 16 registers hold TT x L int32 and int16 accumulators per 8-row half.
-      constexpr int L = ActivationBits / 8;
-      thread_local LimbActivations act;
-      prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
-      static constexpr int kTiles1[] = {4, 2, 1};
-      static constexpr int kTiles[] = {2, 1};
-      const TilePlan plan = plan_tiles(tokens, L == 1 ? std::span<const int>(kTiles1) : std::span<const int>(kTiles));
-      DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
-      for (int i = 0; i < plan.count; ++i) {
-        if constexpr (L == 1) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
-        else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 2, 1>(p.bits, plan.size[i]);
-      }
-      run_decode(p, act, plan, kernels, args, executor);
-#elif TTQ_SIMD_INTEGER_DOT == 3
-      // AArch64: TT x L x 4 int32 accumulators of 32 registers (TT L <= 4).
-      constexpr int L = ActivationBits / 8;
-      thread_local LimbActivations act;
-      prepare_limb_activations<L>(p, args.x, args.inverse_scale, act, executor);
-      static constexpr int kTiles1[] = {4, 2, 1};
-      static constexpr int kTiles2[] = {2, 1};
-      static constexpr int kTiles3[] = {1};
-      const TilePlan plan = plan_tiles(tokens, L == 1   ? std::span<const int>(kTiles1)
-                                               : L == 2 ? std::span<const int>(kTiles2)
-                                                        : std::span<const int>(kTiles3));
-      DecodeKernel<LimbActivations> kernels[kSimdDecodeMaxTokens];
-      for (int i = 0; i < plan.count; ++i) {
-        if constexpr (L == 1) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 4, 2, 1>(p.bits, plan.size[i]);
-        else if constexpr (L == 2) kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 2, 1>(p.bits, plan.size[i]);
-        else kernels[i] = select_kernel<LimbActivations, LimbKernel<L>::template Of, 1>(p.bits, plan.size[i]);
-      }
+      for (int i = 0; i < plan.count; ++i)
+        kernels[i] = Tiles::template select<LimbActivations, LimbKernel<L>::template Of>(p.bits, plan.size[i]);
       run_decode(p, act, plan, kernels, args, executor);
 #endif
       return;
@@ -338,10 +331,10 @@ void forward_decode(const SimdPrepared& p, const ForwardArgs& args, const Execut
   {
     thread_local Fp32Activations act;
     prepare_fp32_activations(p, args.x, args.inverse_scale, act);
-    static constexpr int kTiles[] = {8, 4, 2, 1};
-    const TilePlan plan = plan_tiles(tokens, kTiles);
+    using Tiles = TileSizes<8, 4, 2, 1>;
+    const TilePlan plan = plan_tiles(tokens, Tiles::list);
     DecodeKernel<Fp32Activations> kernels[kSimdDecodeMaxTokens];
-    for (int i = 0; i < plan.count; ++i) kernels[i] = select_kernel<Fp32Activations, Fp32Kernel, 8, 4, 2, 1>(p.bits, plan.size[i]);
+    for (int i = 0; i < plan.count; ++i) kernels[i] = Tiles::template select<Fp32Activations, Fp32Kernel>(p.bits, plan.size[i]);
     run_decode(p, act, plan, kernels, args, executor);
   }
 }
