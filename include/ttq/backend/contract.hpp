@@ -25,10 +25,12 @@
 #pragma once
 
 #include <concepts>
+#include <functional>
 #include <span>
 #include <type_traits>
 #include <utility>
 
+#include "ttq/backend/parallel.hpp"
 #include "ttq/core/markers.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/quant/quant_config.hpp"
@@ -88,6 +90,11 @@ template <class B>
 QuantizeKernel quantize_kernel(const QuantConfig& config) {
   return [config](ConstMatrixView w, std::span<const float> d, std::span<const float> clip, std::span<const double> c,
                   QuantizedMatrix& out) { return quantize_into(B{}, config, w, d, clip, c, out); };
+}
+
+/// The current executor (backend/parallel.hpp) as the scale policies take it.
+inline RangeRunner range_runner() {
+  return [](Index count, Index grain, const std::function<void(Index, Index)>& f) { parallel_for(*current_executor(), count, grain, f); };
 }
 
 /// The decode-ready weights type of backend B.

@@ -80,7 +80,7 @@ class OnlineAWQ {
   /// stays in force if anything throws.
   void requantize() {
     const ConstMatrixView weight = weights_->quantized_part();
-    ScaleContext context{weight, config_, backend::quantize_kernel<BackendT>(config_), next_};
+    ScaleContext context{weight, config_, backend::quantize_kernel<BackendT>(config_), next_, backend::range_runner()};
     ScalePlan plan = correlation_.plan(context);
     detail::require_shape(static_cast<Index>(plan.scales.size()) == d_in(), "scales",
                           "[d_in] = [" + std::to_string(d_in()) + "]", 1, static_cast<Index>(plan.scales.size()));

@@ -15,6 +15,9 @@
 // (whose codes equal the reference's, ties included), and the errors are computed here, by one
 // piece of code, from the decoded values; ties keep the larger ratio (the earlier grid point).
 // The Gram blocks are summed token by token in order, so chunked prefill equals one shot exactly.
+// Threads: the errors are measured in fixed blocks of 64 rows, which the operator's executor
+// (ScaleContext::for_ranges) spreads over its threads; a block's arithmetic does not depend on
+// the thread count, so neither does any choice.
 #pragma once
 
 #include <algorithm>
@@ -152,38 +155,20 @@ class OnlineClipSearch {
     chosen_.assign(static_cast<std::size_t>(rows * groups), 0);
     best_error_.assign(static_cast<std::size_t>(rows * groups), std::numeric_limits<double>::infinity());
     std::vector<float> uniform(static_cast<std::size_t>(rows * groups));
-    constexpr Index kRowBlock = 64;  // rows decoded at a time: bounds the error matrix's size
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> error(std::min(rows, kRowBlock), cols);
-    std::vector<float> decoded(static_cast<std::size_t>(cols));
+    // Rows are measured in fixed blocks of kRowBlock (bounding the error matrix), and the blocks
+    // go through the operator's executor: a block's arithmetic, and so every choice, is the same
+    // however the blocks are spread over threads.
+    constexpr Index kRowBlock = 64;
+    const Index row_blocks = (rows + kRowBlock - 1) / kRowBlock;
     for (std::size_t ci = 0; ci < options_.ratios.size(); ++ci) {
       std::fill(uniform.begin(), uniform.end(), static_cast<float>(options_.ratios[ci]));
       context.quantize(w, scales, uniform, {}, candidate_);
-      for (Index first = 0; first < rows; first += kRowBlock) {
-        const Index count = std::min(kRowBlock, rows - first);
-        for (Index r = 0; r < count; ++r) {
-          candidate_.dequantize_row(first + r, decoded.data());
-          const float* wr = w.row(first + r);
-          for (Index j = 0; j < cols; ++j)
-            error(r, j) = static_cast<double>(wr[j]) - static_cast<double>(decoded[static_cast<std::size_t>(j)]) /
-                                                           static_cast<double>(scales[static_cast<std::size_t>(j)]);
-        }
-        for (Index g = 0; g < groups; ++g) {
-          const Index begin = g * group, width = std::min(group, cols - begin);
-          const auto e = error.block(0, begin, count, width);
-          const Objective& o = objective[static_cast<std::size_t>(g)];
-          // E = sum_j d_j e_j^2 + sum_i (e . v_i)^2 lambda_i  (block exact: d = 0, V Lambda V^T = G)
-          Eigen::VectorXd group_error = e.array().square().matrix() * o.diagonal;
-          if (o.gram.size() > 0) group_error += ((e * o.gram).array() * e.array()).rowwise().sum().matrix();
-          if (o.basis.size() > 0) group_error += (e * o.basis).array().square().matrix() * o.weights;
-          for (Index r = 0; r < count; ++r) {
-            const auto k = static_cast<std::size_t>((first + r) * groups + g);
-            if (group_error(r) < best_error_[k]) {  // strict: ties keep the earlier (larger) ratio
-              best_error_[k] = group_error(r);
-              chosen_[k] = static_cast<std::uint8_t>(ci);
-            }
-          }
-        }
-      }
+      context.run_ranges(row_blocks, 1, [&](Index block_begin, Index block_end) {
+        ErrorRows error(std::min(rows, kRowBlock), cols);
+        std::vector<float> decoded(static_cast<std::size_t>(cols));
+        for (Index block = block_begin; block < block_end; ++block)
+          measure_rows(w, scales, objective, group, block * kRowBlock, std::min(kRowBlock, rows - block * kRowBlock), ci, error, decoded);
+      });
     }
     std::vector<float> clip(static_cast<std::size_t>(rows * groups));
     for (std::size_t k = 0; k < clip.size(); ++k) clip[k] = static_cast<float>(options_.ratios[chosen_[k]]);
@@ -233,6 +218,39 @@ class OnlineClipSearch {
       out.push_back(std::move(o));
     }
     return out;
+  }
+
+  using ErrorRows = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  // Errors of the candidate in candidate_ (grid index ci) for rows [first, first + count);
+  // keeps the better ratio per (row, group). `error` has at least `count` rows.
+  void measure_rows(ConstMatrixView w, std::span<const float> scales, const std::vector<Objective>& objective, Index group,
+                    Index first, Index count, std::size_t ci, ErrorRows& error, std::vector<float>& decoded) {
+    const Index cols = w.cols;
+    for (Index r = 0; r < count; ++r) {
+      candidate_.dequantize_row(first + r, decoded.data());
+      const float* wr = w.row(first + r);
+      for (Index j = 0; j < cols; ++j)
+        error(r, j) = static_cast<double>(wr[j]) - static_cast<double>(decoded[static_cast<std::size_t>(j)]) /
+                                                       static_cast<double>(scales[static_cast<std::size_t>(j)]);
+    }
+    const Index groups = static_cast<Index>(objective.size());
+    for (Index g = 0; g < groups; ++g) {
+      const Index begin = g * group, width = std::min(group, cols - begin);
+      const auto e = error.block(0, begin, count, width);
+      const Objective& o = objective[static_cast<std::size_t>(g)];
+      // E = sum_j d_j e_j^2 + sum_i (e . v_i)^2 lambda_i  (block exact: d = 0, V Lambda V^T = G)
+      Eigen::VectorXd group_error = e.array().square().matrix() * o.diagonal;
+      if (o.gram.size() > 0) group_error += ((e * o.gram).array() * e.array()).rowwise().sum().matrix();
+      if (o.basis.size() > 0) group_error += (e * o.basis).array().square().matrix() * o.weights;
+      for (Index r = 0; r < count; ++r) {
+        const auto k = static_cast<std::size_t>((first + r) * groups + g);
+        if (group_error(r) < best_error_[k]) {  // strict: ties keep the earlier (larger) ratio
+          best_error_[k] = group_error(r);
+          chosen_[k] = static_cast<std::uint8_t>(ci);
+        }
+      }
+    }
   }
 
   OnlineClipOptions options_;

@@ -36,6 +36,13 @@ struct ScalePlan {
 using QuantizeKernel = std::function<double(ConstMatrixView w, std::span<const float> scales, std::span<const float> group_clip,
                                             std::span<const double> channel_weight, QuantizedMatrix& out)>;
 
+/// Calls f(begin, end) for contiguous ranges that cover [0, count) exactly once, possibly on
+/// several threads at the same time (the operator's executor); `grain` is the least range worth
+/// a task. A policy sends independent per-row work through it, and its result must not depend on
+/// how [0, count) is cut. f must not throw and must not call the operator's kernels (they
+/// already run on the executor).
+using RangeRunner = std::function<void(Index count, Index grain, const std::function<void(Index, Index)>& f)>;
+
 /// What the operator lends a policy while it plans.
 struct ScaleContext {
   ConstMatrixView weight;   ///< the matrix that gets quantized (W, or W - B A), [d_out, d_in]
@@ -44,6 +51,13 @@ struct ScaleContext {
   /// Storage the operator adopts when the plan says `quantized` (reused across prompts, so a
   /// policy that swaps its candidates with it allocates nothing in steady state).
   QuantizedMatrix& output;
+  RangeRunner for_ranges = {};  ///< the operator's executor; empty: one range on the calling thread
+
+  void run_ranges(Index count, Index grain, const std::function<void(Index, Index)>& f) const {
+    if (count <= 0) return;
+    if (for_ranges) for_ranges(count, grain, f);
+    else f(0, count);
+  }
 };
 
 /// What an operator needs from a scale policy (the thing that decides D):
