@@ -52,11 +52,11 @@ struct QuantizedMatrix {
   void dequantize_row(Index r, float* out) const {
     visit_format(format, [&](auto f) {
       using F = decltype(f);
-      const std::uint32_t* words = row_codes(r);
+      RowCodeReader reader(row_codes(r), bits);  // groups are consecutive: one pass over the row
       for (Index g = 0; g < groups_per_row(); ++g) {
         const GroupParams p = params(r, g);
         const Index end = g * group + group_width(g);
-        for (Index c = g * group; c < end; ++c) out[c] = F::decode(unpack_code(words, c, bits), p, bits);
+        for (Index c = g * group; c < end; ++c) out[c] = F::decode(reader.next(), p, bits);
       }
     });
   }
