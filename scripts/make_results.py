@@ -686,37 +686,62 @@ def section_smollm2(out: list[str]) -> None:
 
 
 def section_adaptive_cost(out: list[str]) -> None:
-    """The adaptive exponent's cost per layer (ttq_bench_adaptive JSON in docs/data)."""
+    """The per-prompt plan's cost per layer and phase (ttq_bench_adaptive JSON in docs/data)."""
     import json
     path = os.path.join(ROOT, "docs", "data", "adaptive_overhead.json")
     if not os.path.exists(path):
         return
     data = json.load(open(path))
-    med = {b["run_name"]: b["cpu_time"] for b in data["benchmarks"] if b.get("aggregate_name") == "median"}
+    med = {b["run_name"]: b["real_time"] for b in data["benchmarks"] if b.get("aggregate_name") == "median"}
+    context = data.get("context", {})
+    tokens = (128, 512, 2048)
+    modes = (("fixed exponent", None), ("auto (the tools' default)", "exponent"), ("auto + clip diag", "clip-diag"),
+             ("auto + clip block", "clip-block"), ("auto + clip block, rank 4", "clip-block-k4"))
     rows = []
-    for d in (1024, 4096):
-        shape = f"{d}x{d}"
-        once = med.get(f"adaptive/quantize_once/{shape}")
-        for k in (4, 10):
-            grid = med.get(f"adaptive/grid{k}/{shape}")
-            if once is None or grid is None:
+    for shape in ("576x1536", "4096x4096"):
+        tail = "/threads:2"
+        encode = med.get(f"plan/encode/{shape}{tail}")
+        if encode is None:
+            continue
+        for label, mode in modes:
+            plan = encode if mode is None else med.get(f"plan/{mode}/{shape}{tail}")
+            if plan is None:
                 continue
-            cells = [shape, f"{k}", f"{grid:.1f}", f"{grid / once:.1f}x"]
-            for t in (128, 512, 2048):
-                pre = med.get(f"adaptive/prefill_fp32/{shape}/T{t}")
-                cells.append(f"{grid / pre:.2f}x" if pre else "-")
+            stats_kind = "gram" if mode in ("clip-block", "clip-block-k4") else None
+            cells = [shape, label]
+            for t in tokens:
+                st = med.get(f"plan/stats/{shape}/T{t}{tail}", 0.0)
+                if stats_kind:
+                    st += med.get(f"plan/gram/{shape}/T{t}{tail}", 0.0)
+                cells.append(f"{st:.2f}")
+            exponent = med.get(f"plan/exponent/{shape}{tail}")
+            if mode is not None and exponent is None:
+                continue
+            cells.append(f"{encode:.2f}")
+            cells.append("-" if mode is None else f"{exponent - encode:.2f}")
+            cells.append("-" if mode in (None, "exponent") else f"{plan - exponent:.2f}")
+            for t in tokens:
+                st = med.get(f"plan/stats/{shape}/T{t}{tail}", 0.0)
+                if stats_kind:
+                    st += med.get(f"plan/gram/{shape}/T{t}{tail}", 0.0)
+                pre = med.get(f"plan/prefill_fp32/{shape}/T{t}{tail}")
+                cells.append(f"{(st + plan) / pre:.2f}x" if pre else "-")
             rows.append(cells)
-    out.append("## Cost of the adaptive exponent\n")
+    out.append("## Cost of the per-prompt plan\n")
     out.append(
-        "CPU-time medians of 3 repetitions (`ttq_bench_adaptive --benchmark_repetitions=3 "
-        "--benchmark_report_aggregates_only=true --benchmark_format=json`, one thread, 4-bit g128), "
-        "measured while other jobs shared the 2 cores (CPU time, not wall time, is reported for that "
-        "reason). The plan quantizes once per grid point with the scalar reference kernel (the SIMD "
-        "backend has no fused quantize-with-error kernel yet, so it falls back to the scalar one); "
-        "the cost does not depend on T. Against an fp32 prefill of the same layer it is far from "
-        "negligible with this kernel: the SIMD quantizer is what would make it small.\n")
-    out.append(md_table(["layer", "grid points", "plan (ms)", "vs one quantization",
-                         "vs fp32 prefill T=128", "T=512", "T=2048"], rows))
+        "Wall-time medians of 3 repetitions (`ttq_bench_adaptive --benchmark_repetitions=3 "
+        "--benchmark_report_aggregates_only=true --benchmark_format=json`; 2 threads, `backend::Simd`, "
+        f"4-bit g128; {context.get('date', '?')}, {context.get('num_cpus', '?')} CPUs, "
+        f"load average at start {', '.join(f'{v:.2f}' for v in context.get('load_avg', []))}). "
+        "One prompt's plan, phase by phase, in ms: the statistics of T tokens (TTQ's channel statistics; "
+        "the block objective adds the prompt's Gram blocks), the encode (one quantization with the chosen "
+        "D plus the repack for decode; all a fixed exponent needs), the exponent search of `--alpha auto` "
+        "(10 candidates, measured on a sample of rows), and the clip search (10 ratios on every row, then "
+        "the final quantization). The last columns divide the whole plan (statistics + the rest) by the "
+        "fp32 prefill of the same layer on the same threads (Eigen, `X W^T`): below 1x the plan costs "
+        "less than the matmul it precedes.\n")
+    out.append(md_table(["layer", "mode", "stats T=128", "T=512", "T=2048", "encode", "exponent", "clip",
+                         "plan / fp32 prefill T=128", "T=512", "T=2048"], rows))
     out.append("")
 
 
