@@ -155,10 +155,7 @@ class OnlineClipSearch {
     chosen_.assign(static_cast<std::size_t>(rows * groups), 0);
     best_error_.assign(static_cast<std::size_t>(rows * groups), std::numeric_limits<double>::infinity());
     std::vector<float> uniform(static_cast<std::size_t>(rows * groups));
-    // Rows are measured in fixed blocks of kRowBlock (bounding the error matrix), and the blocks
-    // go through the operator's executor: a block's arithmetic, and so every choice, is the same
-    // however the blocks are spread over threads.
-    constexpr Index kRowBlock = 64;
+    constexpr Index kRowBlock = 64;  // rows measured together: bounds the error matrix (see the file comment)
     const Index row_blocks = (rows + kRowBlock - 1) / kRowBlock;
     for (std::size_t ci = 0; ci < options_.ratios.size(); ++ci) {
       std::fill(uniform.begin(), uniform.end(), static_cast<float>(options_.ratios[ci]));
