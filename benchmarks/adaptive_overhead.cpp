@@ -52,10 +52,7 @@ const RowMatrix& weights(Shape s) {
 const RowMatrix& activations(Index t, Index d_in) {
   static std::map<std::string, RowMatrix> cache;
   auto [it, inserted] = cache.try_emplace(std::to_string(t) + "x" + std::to_string(d_in));
-  if (inserted) {
-    it->second = bench::random_matrix(t, d_in, 2);
-    for (Index j = 0; j < d_in; j += 97) it->second.col(j) *= 30.0f;
-  }
+  if (inserted) it->second = bench::outlier_activations(t, d_in, 2);
   return it->second;
 }
 
@@ -110,9 +107,7 @@ void prefill_fp32(benchmark::State& state, Shape s, Index t, int threads) {
   RowMatrix y(t, s.d_out);
   const auto executor = backend::current_executor();
   for (auto _ : state) {
-    backend::parallel_for(*executor, s.d_out, 64, [&](Index r0, Index r1) {
-      y.middleCols(r0, r1 - r0).noalias() = x * w.middleRows(r0, r1 - r0).transpose();
-    }, 1);
+    bench::fp32_product(*executor, x, w, y);
     benchmark::ClobberMemory();
   }
 }

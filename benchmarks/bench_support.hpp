@@ -58,6 +58,21 @@ inline RowMatrix random_matrix(Index rows, Index cols, unsigned seed, float stdd
   return m;
 }
 
+/// Activations [t, d_in] with a few outlier channels (every 97th, 30x), as in LLMs.
+inline RowMatrix outlier_activations(Index t, Index d_in, unsigned seed) {
+  RowMatrix x = random_matrix(t, d_in, seed);
+  for (Index j = 0; j < d_in; j += 97) x.col(j) *= 30.0f;
+  return x;
+}
+
+/// The fp32 baseline Y = X W^T: Eigen's product, split over the executor's threads by output
+/// rows (Eigen itself runs one thread).
+inline void fp32_product(const backend::Executor& executor, const RowMatrix& x, const RowMatrix& w, RowMatrix& y) {
+  backend::parallel_for(executor, w.rows(), 64, [&](Index r0, Index r1) {
+    y.middleCols(r0, r1 - r0).noalias() = x * w.middleRows(r0, r1 - r0).transpose();
+  }, 1);
+}
+
 /// Positive per-channel scales with the spread of real activation statistics.
 inline std::vector<float> random_scales(Index n, unsigned seed) {
   std::mt19937 rng(seed);

@@ -53,10 +53,7 @@ void gemv_fp32(benchmark::State& state, Shape s, Index t, int threads) {
   bench::WallTimer timer;
   for (auto _ : state) {
     const RowMatrix& w = data.copies[i++ % data.copies.size()];
-    // Eigen's product, split over the threads by output rows (Eigen itself runs one thread).
-    backend::parallel_for(*executor, s.d_out, 64, [&](Index r0, Index r1) {
-      data.y.middleCols(r0, r1 - r0).noalias() = data.x * w.middleRows(r0, r1 - r0).transpose();
-    }, 1);
+    bench::fp32_product(*executor, data.x, w, data.y);
     benchmark::ClobberMemory();
   }
   const double per_iteration = timer.seconds() / static_cast<double>(state.iterations());

@@ -707,23 +707,18 @@ def section_adaptive_cost(out: list[str]) -> None:
             plan = encode if mode is None else med.get(f"plan/{mode}/{shape}{tail}")
             if plan is None:
                 continue
-            stats_kind = "gram" if mode in ("clip-block", "clip-block-k4") else None
-            cells = [shape, label]
-            for t in tokens:
-                st = med.get(f"plan/stats/{shape}/T{t}{tail}", 0.0)
-                if stats_kind:
-                    st += med.get(f"plan/gram/{shape}/T{t}{tail}", 0.0)
-                cells.append(f"{st:.2f}")
             exponent = med.get(f"plan/exponent/{shape}{tail}")
             if mode is not None and exponent is None:
                 continue
+            # The block objective adds the Gram blocks to TTQ's statistics.
+            with_gram = mode in ("clip-block", "clip-block-k4")
+            stats = [med.get(f"plan/stats/{shape}/T{t}{tail}", 0.0) +
+                     (med.get(f"plan/gram/{shape}/T{t}{tail}", 0.0) if with_gram else 0.0) for t in tokens]
+            cells = [shape, label] + [f"{st:.2f}" for st in stats]
             cells.append(f"{encode:.2f}")
             cells.append("-" if mode is None else f"{exponent - encode:.2f}")
             cells.append("-" if mode in (None, "exponent") else f"{plan - exponent:.2f}")
-            for t in tokens:
-                st = med.get(f"plan/stats/{shape}/T{t}{tail}", 0.0)
-                if stats_kind:
-                    st += med.get(f"plan/gram/{shape}/T{t}{tail}", 0.0)
+            for t, st in zip(tokens, stats):
                 pre = med.get(f"plan/prefill_fp32/{shape}/T{t}{tail}")
                 cells.append(f"{(st + plan) / pre:.2f}x" if pre else "-")
             rows.append(cells)
