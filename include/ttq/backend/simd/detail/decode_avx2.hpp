@@ -147,6 +147,9 @@ inline void block_products(const std::uint8_t* chunk, std::size_t chunk_bytes, I
   };
   auto products = [&](Index c) TTQ_AVX2_INLINE {
     const std::uint8_t* here = chunk + static_cast<std::size_t>(c) * chunk_bytes;
+    // The codes' tail (kDecodePrefetchBytes) keeps these addresses inside the buffer.
+    for (int m = 0; m < Bits; ++m)
+      _mm_prefetch(reinterpret_cast<const char*>(here + kDecodePrefetchBytes + 64 * m), _MM_HINT_T0);
     __m256i regs[kHalves][Bits];
     for (int h = 0; h < kHalves; ++h)
       for (int m = 0; m < Bits; ++m) regs[h][m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(here + m * 64 + 32 * h));

@@ -133,7 +133,10 @@ void decode_block_fp32(const SimdPrepared& p, const Fp32Activations& a, Index t0
         for (int u = 0; u < kSplit; ++u) acc[t][h][u] = F(0.0f);
     for (Index c = 0; c < chunks; ++c) {
       U regs[Bits][H];
-      const auto* words = reinterpret_cast<const std::uint32_t*>(codes + static_cast<std::size_t>(c) * chunk_bytes);
+      const std::uint8_t* here = codes + static_cast<std::size_t>(c) * chunk_bytes;
+      // The codes' tail (kDecodePrefetchBytes) keeps these addresses inside the buffer.
+      for (int m = 0; m < Bits; ++m) __builtin_prefetch(here + kDecodePrefetchBytes + 64 * m);
+      const auto* words = reinterpret_cast<const std::uint32_t*>(here);
       for (int m = 0; m < Bits; ++m)
         for (int h = 0; h < H; ++h) regs[m][h] = U::load_aligned(words + m * kRowBlock + h * kFloatLanes);
       const Index k0 = g * p.padded_group + c * kChunk;

@@ -241,6 +241,18 @@ T hsum(Batch<T> v) {
   return xsimd::hadd(v);
 }
 
+/// Hints the cache line `bytes_ahead` bytes after `p` into L1. The arithmetic is on integers:
+/// the address may lie past the end of the buffer, where the hint is harmless (it never faults)
+/// but pointer arithmetic would be undefined.
+inline void prefetch_ahead(const void* p, std::uintptr_t bytes_ahead) {
+  const auto* line = reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + bytes_ahead);
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+  _mm_prefetch(line, _MM_HINT_T0);
+#else
+  __builtin_prefetch(line);
+#endif
+}
+
 // The namespace name must describe what xsimd actually picked (the two lists must agree).
 static_assert(std::string_view(TTQ_SIMD_ISA_NAME).substr(0, std::string_view(Arch::name()).size()) ==
                   std::string_view(Arch::name()),

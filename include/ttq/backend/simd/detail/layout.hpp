@@ -48,6 +48,14 @@ inline constexpr Index kRowBlock = 16;  ///< rows per block: one 32-bit lane per
 inline constexpr Index kChunk = 32;     ///< weights per row in one chunk (b registers of 64 bytes)
 inline constexpr Index kChunkBytesPerBit = kRowBlock * kChunk / 8;  ///< 64: bytes per plane register
 
+/// How far ahead of the chunk it multiplies a decode kernel may prefetch codes; the codes buffer
+/// carries this many bytes past its last chunk so that the address stays inside it. A row
+/// block's codes are one sequential stream, yet on AVX2 (Zen 3) with the hardware prefetcher
+/// alone cold 4096x4096 decode ran up to 1.4x slower (docs/performance.md, "Software prefetch
+/// on AVX2"). 2 KiB is four 128-wide groups of 2-bit codes, one of 8-bit codes; 1 and 4 KiB
+/// measured no better.
+inline constexpr std::size_t kDecodePrefetchBytes = 2048;
+
 /// Whether large buffers ask the OS for transparent huge pages: on unless TTQ_HUGE_PAGES=0 (read
 /// once). Decode streams the packed weights from DRAM, and with 4 KiB pages every 4 KiB of them
 /// costs a TLB miss and a page walk; huge pages made cold 4096x4096 decode 1.1-2x faster on the
@@ -302,7 +310,8 @@ struct SimdPrepared {
   Index row_blocks = 0;    ///< ceil(rows / 16)
   int bits = 0;
   FormatKind format = FormatKind::awq_asymmetric;
-  /// [row_blocks][groups][padded_group / 32][bits][64 bytes]: see the file comment.
+  /// [row_blocks][groups][padded_group / 32][bits][64 bytes] (see the file comment), then
+  /// detail::kDecodePrefetchBytes of tail that no kernel reads.
   detail::AlignedVector<std::uint8_t> codes;
   detail::AlignedVector<float> scales;         ///< [row_blocks][groups][16]
   detail::AlignedVector<std::uint8_t> zeros;   ///< [row_blocks][groups][16], integer-zero formats
@@ -321,7 +330,8 @@ struct SimdPrepared {
   std::size_t param_index(Index rb, Index g) const { return static_cast<std::size_t>((rb * groups + g) * detail::kRowBlock); }
   /// Bytes one decode call streams from memory (codes + scales + zeros or offsets).
   std::size_t streamed_bytes() const {
-    return codes.size() + sizeof(float) * (scales.size() + offsets.size()) + zeros.size();
+    const std::size_t code_bytes = codes.empty() ? 0 : codes.size() - detail::kDecodePrefetchBytes;
+    return code_bytes + sizeof(float) * (scales.size() + offsets.size()) + zeros.size();
   }
 };
 
@@ -352,7 +362,7 @@ inline SimdPrepared prepare_matrix(const QuantizedMatrix& q, const Executor& exe
   const std::size_t params = static_cast<std::size_t>(p.row_blocks * p.groups * kRowBlock);
   // The fast path writes every code byte; the generic one relies on zeros (padding rows, and
   // plane words built lane by lane).
-  p.codes.resize(static_cast<std::size_t>(p.row_blocks * p.groups * chunks) * chunk_bytes);
+  p.codes.resize(static_cast<std::size_t>(p.row_blocks * p.groups * chunks) * chunk_bytes + kDecodePrefetchBytes);
   p.scales.assign(params, 0.0f);
   if (p.integer_zero()) p.zeros.assign(params, 0);
   else p.offsets.assign(params, 0.0f);
