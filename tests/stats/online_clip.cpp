@@ -80,8 +80,9 @@ TEST_CASE("online clip: the choice of every (row, group) equals a brute-force se
     Index group;
     FormatKind format;
   };
-  // Ragged groups (40 = 16 + 16 + 8), every format, low and high bit widths.
-  const Case cases[] = {{2, 16, FormatKind::awq_asymmetric}, {3, 16, FormatKind::awq_asymmetric},
+  // Ragged groups (40 = 16 + 16 + 8; 18 + 18 + 4: widths off the diag sum's 4 lanes), every
+  // format, low and high bit widths.
+  const Case cases[] = {{2, 16, FormatKind::awq_asymmetric}, {3, 16, FormatKind::awq_asymmetric}, {3, 18, FormatKind::awq_asymmetric},
                         {3, 16, FormatKind::offset_asymmetric}, {4, 16, FormatKind::symmetric},
                         {4, 16, FormatKind::nf4},            {8, 40, FormatKind::awq_asymmetric}};
   for (const Case& k : cases)

@@ -161,7 +161,8 @@ class OnlineClipSearch {
       std::fill(uniform.begin(), uniform.end(), static_cast<float>(options_.ratios[ci]));
       context.quantize(w, scales, uniform, {}, candidate_);
       context.run_ranges(row_blocks, 1, [&](Index block_begin, Index block_end) {
-        ErrorRows error(std::min(rows, kRowBlock), cols);
+        ErrorRows error;  // the general objectives' error terms (diag needs none)
+        if (options_.objective != ClipObjective::diag) error.resize(std::min(rows, kRowBlock), cols);
         std::vector<float> decoded(static_cast<std::size_t>(cols));
         for (Index block = block_begin; block < block_end; ++block)
           measure_rows(w, scales, objective, group, block * kRowBlock, std::min(kRowBlock, rows - block * kRowBlock), ci, error, decoded);
@@ -224,6 +225,7 @@ class OnlineClipSearch {
   void measure_rows(ConstMatrixView w, std::span<const float> scales, const std::vector<Objective>& objective, Index group,
                     Index first, Index count, std::size_t ci, ErrorRows& error, std::vector<float>& decoded) {
     const Index cols = w.cols;
+    if (options_.objective == ClipObjective::diag) return measure_rows_diag(w, scales, objective, group, first, count, ci, decoded);
     for (Index r = 0; r < count; ++r) {
       candidate_.dequantize_row(first + r, decoded.data());
       const float* wr = w.row(first + r);
@@ -240,12 +242,41 @@ class OnlineClipSearch {
       Eigen::VectorXd group_error = e.array().square().matrix() * o.diagonal;
       if (o.gram.size() > 0) group_error += ((e * o.gram).array() * e.array()).rowwise().sum().matrix();
       if (o.basis.size() > 0) group_error += (e * o.basis).array().square().matrix() * o.weights;
-      for (Index r = 0; r < count; ++r) {
-        const auto k = static_cast<std::size_t>((first + r) * groups + g);
-        if (group_error(r) < best_error_[k]) {  // strict: ties keep the earlier (larger) ratio
-          best_error_[k] = group_error(r);
-          chosen_[k] = static_cast<std::uint8_t>(ci);
-        }
+      for (Index r = 0; r < count; ++r) keep_if_better(static_cast<std::size_t>((first + r) * groups + g), group_error(r), ci);
+    }
+  }
+
+  // Keeps the better ratio of (row, group) k for an error measured with grid index ci.
+  void keep_if_better(std::size_t k, double error, std::size_t ci) {
+    if (error < best_error_[k]) {  // strict: ties keep the earlier (larger) ratio
+      best_error_[k] = error;
+      chosen_[k] = static_cast<std::uint8_t>(ci);
+    }
+  }
+
+  // measure_rows for the diag objective, one pass per row: each error term is used once, so it
+  // is never stored (the general path's [rows, cols] error matrix cost 2.5x the candidate's
+  // quantization). Four partial sums in a fixed order: the result depends on the data only.
+  void measure_rows_diag(ConstMatrixView w, std::span<const float> scales, const std::vector<Objective>& objective,
+                         Index group, Index first, Index count, std::size_t ci, std::vector<float>& decoded) {
+    const Index cols = w.cols, groups = static_cast<Index>(objective.size());
+    for (Index r = 0; r < count; ++r) {
+      candidate_.dequantize_row(first + r, decoded.data());
+      const float* wr = w.row(first + r);
+      for (Index g = 0; g < groups; ++g) {
+        const Index begin = g * group, width = std::min(group, cols - begin);
+        const double* weight = objective[static_cast<std::size_t>(g)].diagonal.data();
+        double partial[4] = {0.0, 0.0, 0.0, 0.0};
+        auto add = [&](Index j, int lane) {
+          const auto c = static_cast<std::size_t>(begin + j);
+          const double e = static_cast<double>(wr[c]) - static_cast<double>(decoded[c]) / static_cast<double>(scales[c]);
+          partial[lane] += weight[j] * (e * e);
+        };
+        Index j = 0;
+        for (; j + 4 <= width; j += 4)
+          for (int lane = 0; lane < 4; ++lane) add(j + lane, lane);
+        for (; j < width; ++j) add(j, static_cast<int>(j % 4));
+        keep_if_better(static_cast<std::size_t>((first + r) * groups + g), (partial[0] + partial[1]) + (partial[2] + partial[3]), ci);
       }
     }
   }
