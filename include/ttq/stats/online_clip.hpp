@@ -255,8 +255,8 @@ class OnlineClipSearch {
   }
 
   // measure_rows for the diag objective, one pass per row: each error term is used once, so it
-  // is never stored (the general path's [rows, cols] error matrix cost 2.5x the candidate's
-  // quantization). Four partial sums in a fixed order: the result depends on the data only.
+  // is never stored (the general path's error matrix made the whole search of a 4096x4096
+  // layer 1.1x slower). Four partial sums in a fixed order: the result depends on the data only.
   void measure_rows_diag(ConstMatrixView w, std::span<const float> scales, const std::vector<Objective>& objective,
                          Index group, Index first, Index count, std::size_t ci, std::vector<float>& decoded) {
     const Index cols = w.cols, groups = static_cast<Index>(objective.size());
