@@ -16,6 +16,11 @@ target_compile_options(ttq_warnings INTERFACE $<$<CXX_COMPILER_ID:GNU,Clang>:-ff
 if(TTQ_SANITIZE)
   target_compile_options(ttq_warnings INTERFACE
     -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  # Compile time bounds CI, and ASan's poisoning of every local's scope was most of it: without
+  # it a SIMD kernel unit compiles in 67 s instead of 218 s (GCC 12, -O1, ASan alone), and the
+  # stage's build in 22 instead of 36 CPU minutes. Out-of-bounds (heap, stack, global) and
+  # use-after-free are still caught; only the use of a local after its scope is given up.
+  target_compile_options(ttq_warnings INTERFACE -fno-sanitize-address-use-after-scope)
   target_link_options(ttq_warnings INTERFACE -fsanitize=address,undefined)
 endif()
 # GCC 12's AVX-512 intrinsics (_mm512_undefined_* as pass-through operands) draw false
