@@ -114,6 +114,35 @@ TEST_CASE("every format reproduces the independent numpy reference bit for bit, 
   CHECK(checked == static_cast<int>(cases.size()));
 }
 
+TEST_CASE("dequantize decodes every code with its own group's parameters, at every format and width", "[quant][packing]") {
+  // Groups of 18 leave a ragged last group; 700 is one group per row.
+  for (FormatKind format : {FormatKind::awq_asymmetric, FormatKind::offset_asymmetric, FormatKind::symmetric, FormatKind::nf4})
+    for (int bits = 2; bits <= 8; ++bits)
+      for (Index group : {18, 96, 700}) {
+        if (format == FormatKind::nf4 && bits != 4) continue;
+        QuantizedMatrix q{.rows = 3, .cols = 700, .group = group, .bits = bits, .format = format};
+        q.words_per_row = packed_words_per_row(q.cols, bits);
+        q.codes.assign(static_cast<std::size_t>(q.rows * q.words_per_row), 0u);
+        for (Index r = 0; r < q.rows; ++r)
+          for (Index c = 0; c < q.cols; ++c)
+            pack_code(q.codes.data() + r * q.words_per_row, c, bits, static_cast<std::uint32_t>((r * 131 + c * 37 + 5) % (1 << bits)));
+        const auto n = static_cast<std::size_t>(q.rows * q.groups_per_row());
+        for (std::size_t i = 0; i < n; ++i) {
+          q.scales.push_back(0.01f * static_cast<float>(i + 1));
+          q.zeros.push_back(static_cast<float>(i % 3));
+        }
+        const RowMatrix deq = q.dequantize();
+        visit_format(format, [&](auto f) {
+          using F = decltype(f);
+          for (Index r = 0; r < q.rows; ++r)
+            for (Index c = 0; c < q.cols; ++c) {
+              INFO("format " << static_cast<int>(format) << " bits " << bits << " group " << group << " at " << r << "," << c);
+              REQUIRE(deq(r, c) == F::decode(q.code(r, c), q.params(r, c / group), bits));
+            }
+        });
+      }
+}
+
 TEST_CASE("packing round-trips every code at every bit width, including codes straddling words; rows read in order", "[quant][packing]") {
   for (int bits = 2; bits <= 8; ++bits) {
     for (Index cols : {1, 7, 31, 32, 33, 100}) {
