@@ -47,7 +47,7 @@ inline namespace TTQ_SIMD_NAMESPACE {
 /// the integer kernel here; else the fp32 kernel, which is never less precise. AVX-512 VNNI
 /// and AArch64 SDOT: always (one dot product per 4 weights, 4 or 16 rows and limb, against the
 /// fp32 kernel's conversion and multiply-add per weight; on AArch64 not yet measured on
-/// hardware). AVX2: where it is faster (docs/performance.md, "AVX2 integer decode"): it spends a
+/// hardware). AVX2: where it is faster (docs/performance.md, "Integer decode per ISA"): it spends a
 /// VPMADDUBSW per limb and token, where the fp32 kernel shares its code conversion between
 /// tokens, so three limbs serve one token only, and 8-bit codes (two nibble products per
 /// limb) one limb only.

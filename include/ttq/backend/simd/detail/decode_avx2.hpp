@@ -28,7 +28,7 @@
 // and each limb needs one per 4 weights x 8 rows, so the kernel is compute-bound on AVX2 well
 // before memory speed: from cache, for 2-4-bit codes one limb (SimdInt8) runs about 2x faster
 // than the fp32 kernel and three limbs (Simd) about 1.4-1.7x; 8-bit codes (two nibble products)
-// about as fast as the fp32 kernel (docs/performance.md, "AVX2 integer decode").
+// about as fast as the fp32 kernel (docs/performance.md, "Integer decode per ISA").
 #pragma once
 
 #include <algorithm>
@@ -147,9 +147,7 @@ inline void block_products(const std::uint8_t* chunk, std::size_t chunk_bytes, I
   };
   auto products = [&](Index c) TTQ_AVX2_INLINE {
     const std::uint8_t* here = chunk + static_cast<std::size_t>(c) * chunk_bytes;
-    // The codes' tail (kDecodePrefetchBytes) keeps these addresses inside the buffer.
-    for (int m = 0; m < Bits; ++m)
-      _mm_prefetch(reinterpret_cast<const char*>(here + kDecodePrefetchBytes + 64 * m), _MM_HINT_T0);
+    prefetch_chunk_ahead<Bits>(here);
     __m256i regs[kHalves][Bits];
     for (int h = 0; h < kHalves; ++h)
       for (int m = 0; m < Bits; ++m) regs[h][m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(here + m * 64 + 32 * h));

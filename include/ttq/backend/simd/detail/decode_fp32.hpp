@@ -134,8 +134,7 @@ void decode_block_fp32(const SimdPrepared& p, const Fp32Activations& a, Index t0
     for (Index c = 0; c < chunks; ++c) {
       U regs[Bits][H];
       const std::uint8_t* here = codes + static_cast<std::size_t>(c) * chunk_bytes;
-      // The codes' tail (kDecodePrefetchBytes) keeps these addresses inside the buffer.
-      for (int m = 0; m < Bits; ++m) __builtin_prefetch(here + kDecodePrefetchBytes + 64 * m);
+      prefetch_chunk_ahead<Bits>(here);
       const auto* words = reinterpret_cast<const std::uint32_t*>(here);
       for (int m = 0; m < Bits; ++m)
         for (int h = 0; h < H; ++h) regs[m][h] = U::load_aligned(words + m * kRowBlock + h * kFloatLanes);

@@ -100,6 +100,7 @@ void decode_block_vnni(const SimdPrepared& p, const LimbActivations& a, Index t0
       };
       for (Index c = c_begin; c < c_end; ++c) {
         const std::uint8_t* chunk = codes + static_cast<std::size_t>(c) * chunk_bytes;
+        prefetch_chunk_ahead<Bits>(chunk);
         const Index offset = (c - c_begin) * kChunk;
         if constexpr (kNative) {
 #pragma GCC unroll 8

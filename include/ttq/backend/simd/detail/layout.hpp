@@ -51,10 +51,20 @@ inline constexpr Index kChunkBytesPerBit = kRowBlock * kChunk / 8;  ///< 64: byt
 /// How far ahead of the chunk it multiplies a decode kernel may prefetch codes; the codes buffer
 /// carries this many bytes past its last chunk so that the address stays inside it. A row
 /// block's codes are one sequential stream, yet on AVX2 (Zen 3) with the hardware prefetcher
-/// alone cold 4096x4096 decode ran up to 1.4x slower (docs/performance.md, "Software prefetch
-/// on AVX2"). 2 KiB is four 128-wide groups of 2-bit codes, one of 8-bit codes; 1 and 4 KiB
-/// measured no better.
+/// alone cold 4096x4096 decode ran up to 1.4x slower, and VNNI decode on Zen 5 up to 1.4x
+/// (docs/performance.md, "Software prefetch on AVX2" and "Against ggml on an AVX-512 VNNI
+/// machine"). 2 KiB is four 128-wide groups of 2-bit codes, one of 8-bit codes; 1 and 4 KiB
+/// measured no better (AVX2).
 inline constexpr std::size_t kDecodePrefetchBytes = 2048;
+
+/// Hints into L1 the `Bits` plane registers that lie kDecodePrefetchBytes past `chunk`, the
+/// chunk a decode kernel is about to multiply: one line per plane, so the stream stays ahead at
+/// every width. The codes' tail (kDecodePrefetchBytes) keeps the address inside the buffer, so
+/// the pointer arithmetic is defined.
+template <int Bits>
+inline void prefetch_chunk_ahead(const std::uint8_t* chunk) {
+  for (int m = 0; m < Bits; ++m) __builtin_prefetch(chunk + kDecodePrefetchBytes + kChunkBytesPerBit * m);
+}
 
 /// Whether large buffers ask the OS for transparent huge pages: on unless TTQ_HUGE_PAGES=0 (read
 /// once). Decode streams the packed weights from DRAM, and with 4 KiB pages every 4 KiB of them
