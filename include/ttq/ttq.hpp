@@ -27,6 +27,7 @@
 #include "ttq/stats/adaptive_exponent.hpp"
 #include "ttq/stats/channel_stats.hpp"
 #include "ttq/stats/diag_correlation.hpp"
+#include "ttq/stats/preset_scales.hpp"
 #include "ttq/stats/scale_plan.hpp"
 #include "ttq/stats/static_awq.hpp"
 #include "ttq/stats/uniform_scales.hpp"

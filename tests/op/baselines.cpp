@@ -3,6 +3,7 @@
 
 #include <ttq/op/baselines.hpp>
 #include <ttq/op/metrics.hpp>
+#include <ttq/stats/preset_scales.hpp>
 
 #include <cmath>
 
@@ -25,6 +26,26 @@ TEST_CASE("RTN is plain groupwise QDQ and ignores activations", "[op][baselines]
   rtn.calibrate(test::outlier_activations(8, 64, 3, 2u));
   CHECK(rtn.quantized().unpacked_codes() == before);
   CHECK(before == Q3().quantize(w).unpacked_codes());
+}
+
+TEST_CASE("PresetScales quantizes W diag(D) with the given D, once, whatever the activations", "[op][baselines]") {
+  const RowMatrix w = test::normal_matrix(16, 64, 3u);
+  const std::vector<float> d = test::lognormal_scales(64, 4u);
+  OnlineAWQ<Q3, PresetScales> op(w, {}, Q3(), PresetScales(d));
+  const auto codes = op.quantized().unpacked_codes();
+  CHECK(codes == Q3().quantize(w, d).unpacked_codes());
+  CHECK(std::vector<float>(op.scales().begin(), op.scales().end()) == d);
+  op.calibrate(test::outlier_activations(8, 64, 3, 5u));
+  CHECK(op.quantized().unpacked_codes() == codes);
+  // The forward is the effective weight Q(W D) D^-1 applied to X.
+  const RowMatrix x = test::normal_matrix(3, 64, 6u);
+  const RowMatrix expected = x * Q3().quantize_dequantize(w, d).transpose();
+  CHECK((op.forward(x) - expected).cwiseAbs().maxCoeff() < 1e-4f);
+  // Scales that do not fit the layer, or are not positive, are argument errors.
+  CHECK_THROWS_AS((OnlineAWQ<Q3, PresetScales>(w, {}, Q3(), PresetScales(std::vector<float>(63, 1.0f)))), ShapeError);
+  std::vector<float> bad = d;
+  bad[7] = 0.0f;
+  CHECK_THROWS_AS((OnlineAWQ<Q3, PresetScales>(w, {}, Q3(), PresetScales(bad))), RangeError);
 }
 
 TEST_CASE("static AWQ picks the grid exponent with the least calibration output error", "[op][baselines]") {
