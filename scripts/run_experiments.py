@@ -103,12 +103,16 @@ class Method:
     ttq_clip: str | None = None    # ttq auto: --clip diag|block (None: no flag, the default none)
     clip_rank: int = 0             # ttq auto, --clip block: --clip-rank
     relative_floor: float = 0.0    # ttq auto: --relative-floor (0: no flag, the default)
+    awq_mode: str | None = None    # awq: None (the default per-projection search) | "llm-awq"
 
     def flags(self) -> list[str]:
         f = ["--method", self.kind]
         if self.kind == "awq":
-            f += ["--p", num(self.p if self.p is not None else 1.0),
-                  "--calib-text", CALIB_FILES[self.calib], "--calib-tokens", str(self.calib_tokens)]
+            if self.awq_mode:  # llm-awq's procedure fixes its statistic (mean |x|): no --p
+                f += ["--awq-mode", self.awq_mode]
+            else:
+                f += ["--p", num(self.p if self.p is not None else 1.0)]
+            f += ["--calib-text", CALIB_FILES[self.calib], "--calib-tokens", str(self.calib_tokens)]
             if self.clip:
                 f += ["--awq-clip"]
         elif self.kind == "ttq":
@@ -142,6 +146,12 @@ AUTO = Method("ttq", p=1.0)
 
 def awq(calib: str, tokens: int = 2000, clip: bool = False) -> Method:
     return Method("awq", p=1.0, calib=calib, calib_tokens=tokens, clip=clip)
+
+
+def llm_awq(calib: str, clip: bool = True) -> Method:
+    """Static AWQ exactly as llm-awq runs it (--awq-mode llm-awq), with its calibration budget:
+    128 samples of 512 tokens (the whole text where it has fewer)."""
+    return Method("awq", calib=calib, calib_tokens=128 * 512, clip=clip, awq_mode="llm-awq")
 
 
 @dataclass
@@ -334,6 +344,8 @@ def clip_methods() -> list[tuple[str, Method]]:
     return [("RTN", RTN),
             ("AWQ+clip (TinyStories calib)", awq("tinystories", clip=True)),
             ("AWQ+clip (WikiText calib)", awq("wikitext", clip=True)),
+            ("AWQ+clip, llm-awq (TinyStories calib)", llm_awq("tinystories")),
+            ("AWQ+clip, llm-awq (WikiText calib)", llm_awq("wikitext")),
             ("TTQ auto (p=1)", AUTO),
             ("TTQ+clip diag", Method("ttq", p=1.0, ttq_clip="diag")),
             ("TTQ+clip block", Method("ttq", p=1.0, ttq_clip="block")),

@@ -144,6 +144,7 @@ struct Event {
   const float* x;
   int tokens;
   std::vector<float> input;
+  std::vector<float> output;  // forward only
 };
 
 // An fp32 projection that records every call and, once calibrated, perturbs its output by a
@@ -172,6 +173,7 @@ class RecordingLinear final : public LinearLayer {
     if (perturb_) {
       for (std::size_t i = 0; i < static_cast<std::size_t>(tokens) * d_out_; ++i) y[i] *= gain_;
     }
+    log_->back().output.assign(y, y + static_cast<std::size_t>(tokens) * d_out_);
   }
 
  private:
@@ -290,6 +292,38 @@ TEST_CASE("calibrate-then-forward with a no-op calibrate gives the forward-only 
   const Logits a = model.prefill(tokens);
   const Logits b = model.prefill(tokens, CalibrationMode::calibrate_then_forward);
   CHECK(a.values == b.values);
+}
+
+TEST_CASE("a block's sub-layer alone gives what it gave inside the prefill", "[model][linear]") {
+  // llm-awq's search compares candidate weights on one sub-layer's output (block_sublayer): it
+  // must be the same computation as inside the model, from the normalised input to the output
+  // before the residual.
+  std::vector<Event> log;
+  LlamaModel model(stories_file(), recording_factory(&log, false, nullptr));
+  const std::vector<int> tokens{1, 403, 407, 261, 378, 288, 320, 265, 289, 435, 30, 13};
+  (void)model.prefill(tokens);
+  auto forward_of = [&](const std::string& name) {
+    for (const Event& e : log)
+      if (e.layer == name && e.what == 'f') return e;
+    FAIL("no forward of " << name);
+    return Event{};
+  };
+  const int n = static_cast<int>(tokens.size());
+  for (int layer : {0, 3}) {
+    const Event q = forward_of(linear_tensor_name(layer, LinearKind::q)), o = forward_of(linear_tensor_name(layer, LinearKind::o));
+    const Event gate = forward_of(linear_tensor_name(layer, LinearKind::gate));
+    const Event down = forward_of(linear_tensor_name(layer, LinearKind::down));
+    std::vector<float> out(o.output.size());
+    model.block_sublayer(layer, LlamaModel::Sublayer::attention, q.input, n, out);
+    CHECK(out == o.output);
+    model.block_sublayer(layer, LlamaModel::Sublayer::mlp, gate.input, n, out);
+    CHECK(out == down.output);
+    CHECK(model.position() == 0);
+  }
+  std::vector<float> out(static_cast<std::size_t>(n) * 64), in(out.size());
+  CHECK_THROWS_AS(model.block_sublayer(5, LlamaModel::Sublayer::mlp, in, n, out), LlamaError);
+  CHECK_THROWS_AS(model.block_sublayer(0, LlamaModel::Sublayer::mlp, in, n + 1, out), LlamaError);
+  CHECK_THROWS_AS(model.block_sublayer(0, LlamaModel::Sublayer::mlp, in, 0, out), LlamaError);
 }
 
 TEST_CASE("without output.weight the head is tied to token_embd.weight", "[model]") {

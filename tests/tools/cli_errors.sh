@@ -120,6 +120,9 @@ expect_error "ppl: --p 1e308" "--p: expected a number in \[1, 32\] or inf, got '
 expect_error "ppl: --alpha-grid 1e308" "--alpha-grid: expected a number in \[0, 4\], got '1e308'" "$ppl" "${small[@]}" --alpha-grid 0,1e308
 expect_error "ppl: --p below 1" "--p: expected a number in \[1, 32\]" "$ppl" "${small[@]}" --p 0.5
 expect_error "ppl: an unknown --method" "--method: expected fp32, rtn, awq or ttq, got 'gptq'" "$ppl" "${small[@]}" --method gptq
+expect_error "ppl: an unknown --awq-mode" "--awq-mode: expected per-projection or llm-awq, got 'llm_awq'" "$ppl" "${small[@]}" --method awq --awq-mode llm_awq
+expect_error "ppl: --awq-mode without --method awq" "--awq-mode applies only to --method awq" "$ppl" "${small[@]}" --awq-mode llm-awq
+expect_error "ppl: --p with llm-awq's procedure" "--p applies only to --awq-mode per-projection and --method ttq" "$ppl" "${small[@]}" --method awq --awq-mode llm-awq --p 2
 expect_error "ppl: an unknown --protocol" "--protocol: expected paper or causal, got 'x'" "$ppl" "${small[@]}" --protocol x
 expect_error "layer-error: an unknown --tensor" "--tensor: no tensor 'nope'" "$lay" --tensor nope
 

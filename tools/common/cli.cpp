@@ -123,7 +123,7 @@ GgufFile load_model(const Flags& flags) {
 
 const std::set<std::string>& method_flags() {
   static const std::set<std::string> flags{"method", "bits", "group", "rank", "p", "alpha", "lambda", "alpha-grid", "error-rows",
-                                          "clip", "clip-rank", "relative-floor"};
+                                          "clip", "clip-rank", "relative-floor", "awq-mode"};
   return flags;
 }
 
@@ -184,6 +184,7 @@ MethodConfig method_from_flags(const Flags& flags) {
   c.clip_rank = static_cast<int>(flags.get_int("clip-rank", 0, 0, kMaxGroup));
   c.relative_floor = flags.get_double("relative-floor", c.relative_floor, 0.0, 0.999);
   c.awq_clip_search = flags.has("awq-clip");
+  if (flags.has("awq-mode")) c.awq_mode = parse_awq_mode(flags.get("awq-mode", ""));
   c.awq_normalisation = flags.has("awq-normalisation");
   require_applies(flags, "bits", quantized, "the quantized methods (not --method fp32)");
   require_applies(flags, "group", quantized, "the quantized methods (not --method fp32)");
@@ -199,6 +200,9 @@ MethodConfig method_from_flags(const Flags& flags) {
   require_applies(flags, "relative-floor", adaptive, "--method ttq with --alpha auto");
   require_applies(flags, "clip-rank", adaptive && c.clip == ClipMode::block, "--clip block");
   require_applies(flags, "awq-clip", c.method == Method::awq, "--method awq");
+  require_applies(flags, "awq-mode", c.method == Method::awq, "--method awq");
+  // llm-awq's procedure fixes its statistic (mean |x|, p = 1).
+  require_applies(flags, "p", c.awq_mode != AwqMode::llm_awq, "--awq-mode per-projection and --method ttq");
   // Groups the AWQ-compatible format would destroy (docs/numerics.md).
   if (quantized) check_group(c.group);
   return c;
@@ -224,6 +228,9 @@ std::string method_help() {
          "  --relative-floor r         auto: D_j >= r * mean_k D_k, so channels the prompt did not use keep their\n"
          "                             weights for decode tokens (default 0)\n"
          "  --awq-clip                 static AWQ: also search per-group clip ratios\n"
+         "  --awq-mode M               static AWQ: per-projection (each scale on its own output, default) or\n"
+         "                             llm-awq (llm-awq's procedure: shared q/k/v and gate/up scales searched on\n"
+         "                             the block's attention and FFN outputs, clamp clip; docs/tools.md)\n"
          "  --backend B                where the kernels run: dispatch (best ISA of this CPU, default),\n"
          "                             simd (the ISA the tools were compiled for) or scalar (the reference)\n"
          "  --threads N                threads for the projections and the runner (default: all; TTQ_NUM_THREADS)\n"

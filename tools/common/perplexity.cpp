@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/llm_awq.hpp"
+
 namespace ttq::llama {
 
 namespace {
@@ -138,14 +140,21 @@ std::int64_t calibrate_static_awq(LlamaModel& model, QuantizedLinears& linears,
   if (tokens < 2) throw LlamaError("static AWQ: expected a calibration budget of at least 2 tokens, got " + std::to_string(tokens));
   if (windows.empty() || windows.front().size() < 2)
     throw LlamaError("static AWQ: no calibration window: it would calibrate on nothing and run as RTN");
-  linears.begin_awq_calibration();
+  // The windows within the budget (the last one cut short; none shorter than 2 tokens).
+  std::vector<std::vector<int>> used_windows;
   std::int64_t used = 0;
   for (const auto& window : windows) {
     if (used >= tokens) break;
     const std::size_t take = std::min<std::size_t>(window.size(), static_cast<std::size_t>(tokens - used));
     if (take < 2) break;
-    model.prefill(std::span<const int>(window).first(take), CalibrationMode::forward_only);
+    used_windows.emplace_back(window.begin(), window.begin() + static_cast<std::ptrdiff_t>(take));
     used += static_cast<std::int64_t>(take);
+  }
+  if (linears.config().awq_mode == AwqMode::llm_awq) {
+    search_llm_awq(model, linears.config(), used_windows);
+  } else {
+    linears.begin_awq_calibration();
+    for (const auto& window : used_windows) model.prefill(window, CalibrationMode::forward_only);
   }
   linears.finish_awq_calibration();
   model.reset();

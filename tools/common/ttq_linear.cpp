@@ -9,8 +9,10 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <sstream>
 
+#include "common/llm_awq.hpp"
 #include "llama/error.hpp"
 
 namespace ttq::llama {
@@ -116,6 +118,50 @@ class OperatorLinear final : public QuantizedLinear {
   std::map<double, std::int64_t> choices_;
 };
 
+/// A projection of static AWQ in llm-awq's mode: an fp32 probe for the search
+/// (common/llm_awq.hpp), then, once frozen, the operator quantized with the scales it found.
+template <class B>
+class LlmAwqLinear final : public QuantizedLinear, public LlmAwqProbe {
+ public:
+  using Op = OnlineAWQ<DynamicQuantizer, PresetScales, NoResidual, B>;
+
+  LlmAwqLinear(DynamicQuantizer quantizer, const float* w, int d_out, int d_in)
+      : quantizer_(quantizer), weight_(Eigen::Map<const RowMatrix>(w, d_out, d_in)) {}
+
+  void forward(const float* x, int tokens, float* y) override {
+    if (op_) {
+      op_->forward(ConstMatrixView(x, tokens, op_->d_in()), MatrixView<float>(y, tokens, op_->d_out()));
+      return;
+    }
+    const Eigen::Map<const RowMatrix> xv(x, tokens, weight_.cols());
+    if (recording_) recorded_.emplace_back(xv);
+    Eigen::Map<RowMatrix>(y, tokens, weight_.rows()).noalias() = xv * (candidate_ ? *candidate_ : weight_).transpose();
+  }
+  void freeze_awq() override {
+    if (!op_) throw LlamaError("static AWQ (llm-awq): a projection was not searched");
+  }
+  double bits_per_weight() const override { return op_ ? op_->quantized().bits_per_weight() : 32.0; }
+  double elements() const override { return static_cast<double>(weight_.size()); }
+
+  const RowMatrix& weight() const override { return weight_; }
+  void set_candidate(const RowMatrix* candidate) override { candidate_ = candidate; }
+  void set_recording(bool on) override { recording_ = on; }
+  std::vector<RowMatrix>& recorded() override { return recorded_; }
+  void freeze(std::vector<float> scales, const RowMatrix& weight) override {
+    op_.emplace(LayerWeights::copy(ConstMatrixView(weight), {}, NoResidual{}), quantizer_, PresetScales(std::move(scales)));
+    recorded_ = {};
+    candidate_ = nullptr;
+  }
+
+ private:
+  DynamicQuantizer quantizer_;
+  RowMatrix weight_;
+  const RowMatrix* candidate_ = nullptr;
+  bool recording_ = false;
+  std::vector<RowMatrix> recorded_;
+  std::optional<Op> op_;
+};
+
 /// The flags checked against one projection's shape, before ttq's own (argument-named) checks.
 void check_projection(const MethodConfig& c, std::string_view name, int d_out, int d_in) {
   const std::string where = "projection '" + std::string(name) + "' [" + std::to_string(d_out) + ", " + std::to_string(d_in) + "]";
@@ -141,6 +187,7 @@ std::unique_ptr<QuantizedLinear> make_operator_linear(std::string_view name, con
     case Method::rtn:
       return std::make_unique<OperatorLinear<typename Ops::Rtn>>(typename Ops::Rtn(weights(NoResidual{}), quantizer), w, d_out, d_in);
     case Method::awq: {
+      if (c.awq_mode == AwqMode::llm_awq) return std::make_unique<LlmAwqLinear<B>>(quantizer, w, d_out, d_in);
       StaticAwqScales awq({.p = c.p, .clip_search = c.awq_clip_search, .max_calibration_tokens = c.awq_calibration_tokens});
       return std::make_unique<OperatorLinear<typename Ops::Awq>>(typename Ops::Awq(weights(NoResidual{}), quantizer, std::move(awq)),
                                                                  w, d_out, d_in);
@@ -236,6 +283,14 @@ std::string backend_description(BackendChoice backend) {
   return "?";
 }
 
+AwqMode parse_awq_mode(std::string_view name) {
+  if (name == "per-projection") return AwqMode::per_projection;
+  if (name == "llm-awq") return AwqMode::llm_awq;
+  throw LlamaError("--awq-mode: expected per-projection or llm-awq, got '" + std::string(name) + "'");
+}
+
+std::string awq_mode_name(AwqMode mode) { return mode == AwqMode::llm_awq ? "llm-awq" : "per-projection"; }
+
 ClipMode parse_clip(std::string_view name) {
   if (name == "none") return ClipMode::none;
   if (name == "diag") return ClipMode::diag;
@@ -275,7 +330,10 @@ std::string describe(const MethodConfig& c) {
   switch (c.method) {
     case Method::fp32: return "FP32";
     case Method::rtn: out << "RTN"; break;
-    case Method::awq: out << "AWQ (p=" << c.p << (c.awq_clip_search ? ", clip" : "") << ")"; break;
+    case Method::awq:
+      if (c.awq_mode == AwqMode::llm_awq) out << "AWQ (llm-awq" << (c.awq_clip_search ? ", clip" : "") << ")";
+      else out << "AWQ (p=" << c.p << (c.awq_clip_search ? ", clip" : "") << ")";
+      break;
     case Method::ttq:
       out << "TTQ (p=" << c.p << ", alpha=";
       if (c.alpha) out << *c.alpha << ", lambda=" << c.lambda;

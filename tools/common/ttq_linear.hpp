@@ -22,6 +22,11 @@ enum class Method { fp32, rtn, awq, ttq };
 /// free of the library's).
 enum class ClipMode { none, diag, block };
 
+/// Static AWQ's procedure: this library's per-projection search (each projection's scale on its
+/// own output; the stronger baseline on stories260K) or llm-awq's exact one (shared q/k/v and
+/// gate/up scales searched on the block's sub-layer outputs, clamp clip; common/llm_awq.hpp).
+enum class AwqMode { per_projection, llm_awq };
+
 /// Where the projections' kernels run: the reference, the SIMD backend compiled into the tools
 /// (-march=native in this project's build), or ttq::dispatch's best ISA for this CPU (default).
 enum class BackendChoice { scalar, simd, dispatch };
@@ -42,6 +47,7 @@ struct MethodConfig {
   int clip_rank = 0;               ///< clip block: 0 = exact Gram block, k = top-k eigenpairs + diagonal
   double relative_floor = 0.0;     ///< adaptive exponent: D >= this times the mean (channels the prompt did not use)
   bool awq_clip_search = false;    ///< static AWQ: per-group clip search
+  AwqMode awq_mode = AwqMode::per_projection;  ///< static AWQ: which procedure
   int awq_calibration_tokens = 2000;  ///< static AWQ: tokens kept per layer for the search
   BackendChoice backend = default_backend();
   /// The factory's weights outlive the model (the tools keep the GgufFile alive): operators use
@@ -57,6 +63,8 @@ std::string backend_name(BackendChoice backend);
 /// What the backend runs on this machine, e.g. "dispatch (avx2)" or "simd (avx512bw+vnni)".
 std::string backend_description(BackendChoice backend);
 
+AwqMode parse_awq_mode(std::string_view name);  ///< "per-projection" | "llm-awq"; throws LlamaError
+std::string awq_mode_name(AwqMode mode);
 ClipMode parse_clip(std::string_view name);  ///< "none" | "diag" | "block"; throws LlamaError
 std::string clip_name(ClipMode mode);
 Method parse_method(std::string_view name);  ///< "fp32" | "rtn" | "awq" | "ttq"; throws LlamaError

@@ -190,6 +190,77 @@ struct LlamaModel::Impl {
     }
   }
 
+  // Block b's self-attention on its normalised input `in` [n, dim] at positions start..start+n-1
+  // (attending to the cache before them, which it extends): q, k, v, RoPE, causal attention, o.
+  // Writes out [n, dim], the sub-layer's output before the residual.
+  void attention(Block& b, const MatrixRM& in, int start, CalibrationMode mode, MatrixRM& out) {
+    auto& L = b.linear;
+    const int n = static_cast<int>(in.rows());
+    const int end = start + n;
+    const int dim = config.dim;
+    const int q_dim = config.n_heads * config.head_dim;
+    const int kv_dim = config.n_kv_heads * config.head_dim;
+    const int group = config.n_heads / config.n_kv_heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
+    run_linear(*L[0], in, q, q_dim, mode);
+    run_linear(*L[1], in, k, kv_dim, mode);
+    run_linear(*L[2], in, v, kv_dim, mode);
+    rope(q, config.n_heads, start);
+    rope(k, config.n_kv_heads, start);
+    const std::size_t needed = static_cast<std::size_t>(end) * kv_dim;
+    if (b.k_cache.size() < needed) {
+      // Grow geometrically so a decode loop does not reallocate every step.
+      const std::size_t grown = std::min<std::size_t>(std::max(needed, 2 * b.k_cache.size()),
+                                                      static_cast<std::size_t>(config.context_length) * kv_dim);
+      b.k_cache.resize(grown);
+      b.v_cache.resize(grown);
+    }
+    std::copy_n(k.data(), static_cast<std::size_t>(n) * kv_dim, b.k_cache.data() + static_cast<std::size_t>(start) * kv_dim);
+    std::copy_n(v.data(), static_cast<std::size_t>(n) * kv_dim, b.v_cache.data() + static_cast<std::size_t>(start) * kv_dim);
+
+    // Causal attention, one query head at a time (heads in parallel); query t (position
+    // start + t) sees cache rows 0..start + t.
+    attn.resize(n, q_dim);
+    parallel_for(config.n_heads, [&](int h_begin, int h_end) {
+      MatrixRM scores(n, end);
+      for (int h = h_begin; h < h_end; ++h) {
+        const int kv_head = h / group;
+        const ConstStridedMap qh(q.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
+        const ConstStridedMap kh(b.k_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
+        const ConstStridedMap vh(b.v_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
+        scores.noalias() = (qh * kh.transpose()) * scale;
+        for (int t = 0; t < n; ++t) {
+          const int visible = start + t + 1;
+          float* row = scores.row(t).data();
+          float max = row[0];
+          for (int s = 1; s < visible; ++s) max = std::max(max, row[s]);
+          float sum = 0.0f;
+          for (int s = 0; s < visible; ++s) {
+            row[s] = std::exp(row[s] - max);
+            sum += row[s];
+          }
+          const float inv = 1.0f / sum;
+          for (int s = 0; s < visible; ++s) row[s] *= inv;
+          for (int s = visible; s < end; ++s) row[s] = 0.0f;
+        }
+        StridedMap head_out(attn.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
+        head_out.noalias() = scores * vh;
+      }
+    });
+    run_linear(*L[3], attn, out, dim, mode);
+  }
+
+  // Block b's SwiGLU FFN on its normalised input `in` [n, dim]: down(silu(gate in) * up in) into
+  // out [n, dim], the sub-layer's output before the residual.
+  void mlp(Block& b, const MatrixRM& in, CalibrationMode mode, MatrixRM& out) {
+    auto& L = b.linear;
+    run_linear(*L[4], in, gate, config.ffn_dim, mode);
+    run_linear(*L[5], in, up, config.ffn_dim, mode);
+    // SwiGLU: silu(gate) * up, into `gate`.
+    gate = (gate.array() / (1.0f + (-gate.array()).exp()) * up.array()).matrix();
+    run_linear(*L[6], gate, out, config.dim, mode);
+  }
+
   Logits extend(std::span<const int> tokens, CalibrationMode mode) {
     const int n = static_cast<int>(tokens.size());
     if (n < 1) throw LlamaError("llama: tokens: expected at least one token, got none");
@@ -208,72 +279,16 @@ struct LlamaModel::Impl {
     }
     const int start = position;
     const int end = start + n;
-    const int dim = config.dim;
-    const int q_dim = config.n_heads * config.head_dim;
-    const int kv_dim = config.n_kv_heads * config.head_dim;
-    const int group = config.n_heads / config.n_kv_heads;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
 
-    x.resize(n, dim);
+    x.resize(n, config.dim);
     for (int t = 0; t < n; ++t) x.row(t) = token_embd.row(tokens[t]);
 
     for (auto& b : blocks) {
-      auto& L = b.linear;
       rms_norm(x, b.attn_norm, xb);
-      run_linear(*L[0], xb, q, q_dim, mode);
-      run_linear(*L[1], xb, k, kv_dim, mode);
-      run_linear(*L[2], xb, v, kv_dim, mode);
-      rope(q, config.n_heads, start);
-      rope(k, config.n_kv_heads, start);
-      const std::size_t needed = static_cast<std::size_t>(end) * kv_dim;
-      if (b.k_cache.size() < needed) {
-        // Grow geometrically so a decode loop does not reallocate every step.
-        const std::size_t grown = std::min<std::size_t>(std::max(needed, 2 * b.k_cache.size()),
-                                                        static_cast<std::size_t>(config.context_length) * kv_dim);
-        b.k_cache.resize(grown);
-        b.v_cache.resize(grown);
-      }
-      std::copy_n(k.data(), static_cast<std::size_t>(n) * kv_dim, b.k_cache.data() + static_cast<std::size_t>(start) * kv_dim);
-      std::copy_n(v.data(), static_cast<std::size_t>(n) * kv_dim, b.v_cache.data() + static_cast<std::size_t>(start) * kv_dim);
-
-      // Causal attention, one query head at a time (heads in parallel); query t (position
-      // start + t) sees cache rows 0..start + t.
-      attn.resize(n, q_dim);
-      parallel_for(config.n_heads, [&](int h_begin, int h_end) {
-        MatrixRM scores(n, end);
-        for (int h = h_begin; h < h_end; ++h) {
-          const int kv_head = h / group;
-          const ConstStridedMap qh(q.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
-          const ConstStridedMap kh(b.k_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
-          const ConstStridedMap vh(b.v_cache.data() + kv_head * config.head_dim, end, config.head_dim, Eigen::OuterStride<>(kv_dim));
-          scores.noalias() = (qh * kh.transpose()) * scale;
-          for (int t = 0; t < n; ++t) {
-            const int visible = start + t + 1;
-            float* row = scores.row(t).data();
-            float max = row[0];
-            for (int s = 1; s < visible; ++s) max = std::max(max, row[s]);
-            float sum = 0.0f;
-            for (int s = 0; s < visible; ++s) {
-              row[s] = std::exp(row[s] - max);
-              sum += row[s];
-            }
-            const float inv = 1.0f / sum;
-            for (int s = 0; s < visible; ++s) row[s] *= inv;
-            for (int s = visible; s < end; ++s) row[s] = 0.0f;
-          }
-          StridedMap out(attn.data() + h * config.head_dim, n, config.head_dim, Eigen::OuterStride<>(q_dim));
-          out.noalias() = scores * vh;
-        }
-      });
-      run_linear(*L[3], attn, proj, dim, mode);
+      attention(b, xb, start, mode, proj);
       x += proj;
-
       rms_norm(x, b.ffn_norm, xb);
-      run_linear(*L[4], xb, gate, config.ffn_dim, mode);
-      run_linear(*L[5], xb, up, config.ffn_dim, mode);
-      // SwiGLU: silu(gate) * up, into `gate`.
-      gate = (gate.array() / (1.0f + (-gate.array()).exp()) * up.array()).matrix();
-      run_linear(*L[6], gate, proj, dim, mode);
+      mlp(b, xb, mode, proj);
       x += proj;
     }
     position = end;
@@ -364,6 +379,26 @@ Logits LlamaModel::extend(std::span<const int> tokens, CalibrationMode mode) { r
 
 std::vector<float> LlamaModel::decode_step(int token) {
   return std::move(impl_->extend(std::span<const int>(&token, 1), CalibrationMode::forward_only).values);
+}
+
+void LlamaModel::block_sublayer(int layer, Sublayer which, std::span<const float> normed, int tokens, std::span<float> out) {
+  Impl& m = *impl_;
+  const int dim = m.config.dim;
+  if (layer < 0 || layer >= m.config.n_layers)
+    throw LlamaError(cat("llama: block_sublayer: expected layer 0..", m.config.n_layers - 1, ", got ", layer));
+  if (tokens < 1 || tokens > m.config.context_length)
+    throw LlamaError(cat("llama: block_sublayer: expected 1..", m.config.context_length, " tokens, got ", tokens));
+  const std::size_t size = static_cast<std::size_t>(tokens) * static_cast<std::size_t>(dim);
+  if (normed.size() != size || out.size() != size)
+    throw LlamaError(cat("llama: block_sublayer: expected input and output of ", tokens, " x ", dim, " floats, got ", normed.size(),
+                         " and ", out.size()));
+  reset();  // the block's KV cache is scratch here
+  MatrixRM in = Eigen::Map<const MatrixRM>(normed.data(), tokens, dim);
+  MatrixRM result;
+  auto& block = m.blocks[static_cast<std::size_t>(layer)];
+  if (which == Sublayer::attention) m.attention(block, in, 0, CalibrationMode::forward_only, result);
+  else m.mlp(block, in, CalibrationMode::forward_only, result);
+  std::copy_n(result.data(), size, out.data());
 }
 
 LinearLayer& LlamaModel::linear(int layer, LinearKind kind) {

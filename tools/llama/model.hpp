@@ -132,6 +132,15 @@ class LlamaModel {
   // Runs the runner's own work through `parallel` (nullptr: serially).
   void set_parallel(ParallelFor parallel);
 
+  // One sub-layer of block `layer` alone, on one sequence at positions 0..tokens-1: `normed` is
+  // its normalised input [tokens, dim] (what the block's RMSNorm gives), `out` [tokens, dim] its
+  // output before the residual: self-attention (q, k, v, RoPE, causal attention, o) or the
+  // SwiGLU FFN (gate, up, down). What llm-awq's scale search compares candidate weights on
+  // (its "module to inspect"). Uses the KV cache as scratch: the model is reset(). Throws
+  // LlamaError on a bad layer, token count (1..context_length) or buffer size.
+  enum class Sublayer { attention, mlp };
+  void block_sublayer(int layer, Sublayer which, std::span<const float> normed, int tokens, std::span<float> out);
+
   // The projection of `layer` (0-based) of `kind`, as the factory made it.
   LinearLayer& linear(int layer, LinearKind kind);
 

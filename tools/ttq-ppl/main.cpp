@@ -38,7 +38,8 @@ const char* kUsage =
     "  --protocol paper|causal    paper: TTQ calibrates on each window; causal: on its first half,\n"
     "                             only the second half is scored (for every method) (default paper)\n"
     "  --calib-text C.txt         static AWQ's calibration text (default: the bundled WikiText-2)\n"
-    "  --calib-tokens N           static AWQ's calibration tokens (default 2000)\n"
+    "  --calib-tokens N           static AWQ's calibration tokens (default 2000; --awq-mode llm-awq: 65536,\n"
+    "                             llm-awq's 128 samples of 512 tokens, or the whole text when shorter)\n"
     "  --json                     print one JSON object on stdout\n";
 
 }  // namespace
@@ -73,7 +74,9 @@ int main(int argc, char** argv) {
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
     MethodConfig method = cli::method_from_flags(flags);
     method.borrow_weights = true;  // `file` lives until the end of main: projections use its weights in place
-    const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000, 4, std::int64_t{1} << 40);
+    // llm-awq calibrates on 128 samples of 512 tokens; this library's per-projection search on 2,000 tokens.
+    const std::int64_t calib_tokens =
+        flags.get_int("calib-tokens", method.awq_mode == AwqMode::llm_awq ? 128 * 512 : 2000, 4, std::int64_t{1} << 40);
     if (method.method != Method::awq && (flags.has("calib-text") || flags.has("calib-tokens")))
       throw LlamaError(std::string("--") + (flags.has("calib-text") ? "calib-text" : "calib-tokens") +
                        " applies only to --method awq; it would be ignored here");
@@ -123,9 +126,12 @@ int main(int argc, char** argv) {
       std::printf("\"protocol\": \"%s\", \"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"windows\": %zu, ",
                   protocol_name(protocol).c_str(), cli::json_escape(model_path).c_str(), cli::json_escape(text_path).c_str(),
                   corpus.ctx, windows.size());
-      // calib_tokens feed the statistic; the exponent search runs on the first
-      // calib_search_tokens of them (MethodConfig::awq_calibration_tokens per projection).
-      const std::int64_t search_tokens = std::min<std::int64_t>(used_calibration, method.awq_calibration_tokens);
+      // calib_tokens feed the statistic; the per-projection exponent search runs on the first
+      // calib_search_tokens of them (MethodConfig::awq_calibration_tokens), llm-awq's on all.
+      const bool llm_awq = method.method == Method::awq && method.awq_mode == AwqMode::llm_awq;
+      const std::int64_t search_tokens =
+          llm_awq ? used_calibration : std::min<std::int64_t>(used_calibration, method.awq_calibration_tokens);
+      std::printf("\"awq_mode\": \"%s\", ", method.method == Method::awq ? awq_mode_name(method.awq_mode).c_str() : "");
       std::printf("\"calib_text\": \"%s\", \"calib_tokens\": %lld, \"calib_search_tokens\": %lld, \"bits_per_weight\": %.4f, ",
                   method.method == Method::awq ? cli::json_escape(calib_path).c_str() : "",
                   static_cast<long long>(used_calibration), static_cast<long long>(search_tokens), linears.bits_per_weight());
