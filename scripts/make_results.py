@@ -146,24 +146,25 @@ def section_clip(d: Data, out: list[str]) -> None:
                 verdict = "below" if block < llm_same else "NOT below"
                 lines.append(f"- TinyStories, {pr}, {bits} bits: `--clip block` {fmt(block)} is {verdict} llm-awq's AWQ+clip "
                              f"calibrated on the evaluation text itself (†) {fmt(llm_same)}.")
-    for name, mode in (("TTQ+clip block", ""), ("TTQ+clip diag", ""), ("TTQ auto (p=1)", ""), ("TTQ auto (p=1)", "llm-awq")):
-        wins, total, misses = 0, 0, []
-        for text in rx.TEXTS:
-            tag = "AWQ+clip, llm-awq" if mode else "AWQ+clip"
-            other = f"{tag} (WikiText calib)" if text == "tinystories" else f"{tag} (TinyStories calib)"
-            for pr in rx.PROTOCOLS:
-                for bits in (2, 3):
-                    a, b = ppl(name, text, pr, bits), ppl(other, text, pr, bits)
-                    if a is None or b is None:
-                        continue
-                    total += 1
-                    if a < b:
-                        wins += 1
-                    else:
-                        misses.append(f"{text} {pr} {bits} bits ({fmt(a)} vs {fmt(b)})")
-        if total:
-            lines.append(f"- `{name}` below {'llm-awq' + chr(39) + 's ' if mode else ''}AWQ+clip calibrated on the *other* text in {wins} of {total} cells at 2-3 bits"
-                         + (f"; not in: {'; '.join(misses)}." if misses else "."))
+    for mode in ("", "llm-awq"):
+        for name in ("TTQ+clip block", "TTQ+clip diag", "TTQ auto (p=1)"):
+            wins, total, misses = 0, 0, []
+            for text in rx.TEXTS:
+                tag = "AWQ+clip, llm-awq" if mode else "AWQ+clip"
+                other = f"{tag} (WikiText calib)" if text == "tinystories" else f"{tag} (TinyStories calib)"
+                for pr in rx.PROTOCOLS:
+                    for bits in (2, 3):
+                        a, b = ppl(name, text, pr, bits), ppl(other, text, pr, bits)
+                        if a is None or b is None:
+                            continue
+                        total += 1
+                        if a < b:
+                            wins += 1
+                        else:
+                            misses.append(f"{text} {pr} {bits} bits ({fmt(a)} vs {fmt(b)})")
+            if total:
+                lines.append(f"- `{name}` below {'llm-awq' + chr(39) + 's ' if mode else ''}AWQ+clip calibrated on the *other* text in {wins} of {total} cells at 2-3 bits"
+                             + (f"; not in: {'; '.join(misses)}." if misses else "."))
     for text in rx.TEXTS:
         for pr in rx.PROTOCOLS:
             fp, rtn = d.ppl(rx.FP32, text=text, protocol=pr), ppl("RTN", text, pr, 4)
@@ -973,7 +974,7 @@ def plots(d: Data) -> list[str]:
                     same = leaks(m, text)
                     tag = "AWQ+clip, llm-awq" if m.awq_mode else "AWQ+clip"
                     label = f"{tag}, calibrated on the evaluation text †" if same else f"{tag}, calibrated on the other text"
-                    c, mk, ls = ("tab:purple", "s") if m.awq_mode else ("tab:cyan", "D")
+                    c, mk = ("tab:purple", "s") if m.awq_mode else ("tab:cyan", "D")
                     ls = "--" if same else "-"
                 else:
                     label, (c, mk, ls) = name, styles[name]
