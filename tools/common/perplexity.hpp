@@ -50,7 +50,8 @@ NllSum evaluate_windows(LlamaModel& model, const std::vector<std::vector<int>>& 
                         const std::function<void(std::size_t, std::size_t)>& progress = {});
 
 /// Static AWQ's offline calibration: runs `windows` (until `tokens` tokens have been seen)
-/// through the model in fp32 while every projection records its input, then freezes the scales.
+/// through the model in fp32 while every projection records its input, then freezes the scales
+/// (per projection; with MethodConfig::awq_mode llm_awq, llm-awq's block search, common/llm_awq.hpp).
 /// Returns the number of calibration tokens used. No-op (returns 0) for other methods. Throws
 /// LlamaError when `windows` would give no calibration token (static AWQ would silently be RTN).
 std::int64_t calibrate_static_awq(LlamaModel& model, QuantizedLinears& linears,
