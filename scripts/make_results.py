@@ -130,22 +130,15 @@ def section_clip(d: Data, out: list[str]) -> None:
 
     out.append("### Targets\n")
     lines = []
-    for bits in (2, 3):
-        for pr in rx.PROTOCOLS:
-            block = ppl("TTQ+clip block", "tinystories", pr, bits)
-            awq_same = ppl("AWQ+clip (TinyStories calib)", "tinystories", pr, bits)
-            if block is not None and awq_same is not None:
-                verdict = "below" if block < awq_same else "NOT below"
-                lines.append(f"- TinyStories, {pr}, {bits} bits: `--clip block` {fmt(block)} is {verdict} AWQ+clip "
-                             f"calibrated on the evaluation text itself (†) {fmt(awq_same)}.")
-    for bits in (2, 3):
-        for pr in rx.PROTOCOLS:
-            block = ppl("TTQ+clip block", "tinystories", pr, bits)
-            llm_same = ppl("AWQ+clip, llm-awq (TinyStories calib)", "tinystories", pr, bits)
-            if block is not None and llm_same is not None:
-                verdict = "below" if block < llm_same else "NOT below"
-                lines.append(f"- TinyStories, {pr}, {bits} bits: `--clip block` {fmt(block)} is {verdict} llm-awq's AWQ+clip "
-                             f"calibrated on the evaluation text itself (†) {fmt(llm_same)}.")
+    for row, label in (("AWQ+clip (TinyStories calib)", "AWQ+clip"), ("AWQ+clip, llm-awq (TinyStories calib)", "llm-awq's AWQ+clip")):
+        for bits in (2, 3):
+            for pr in rx.PROTOCOLS:
+                block = ppl("TTQ+clip block", "tinystories", pr, bits)
+                awq_same = ppl(row, "tinystories", pr, bits)
+                if block is not None and awq_same is not None:
+                    verdict = "below" if block < awq_same else "NOT below"
+                    lines.append(f"- TinyStories, {pr}, {bits} bits: `--clip block` {fmt(block)} is {verdict} {label} "
+                                 f"calibrated on the evaluation text itself (†) {fmt(awq_same)}.")
     for mode in ("", "llm-awq"):
         for name in ("TTQ+clip block", "TTQ+clip diag", "TTQ auto (p=1)"):
             wins, total, misses = 0, 0, []
