@@ -4,6 +4,7 @@
 
 #include <ttq/quant/quantizer.hpp>
 #include <ttq/stats/adaptive_exponent.hpp>
+#include <ttq/stats/diag_correlation.hpp>
 
 #include <algorithm>
 #include <array>
@@ -28,18 +29,13 @@ constexpr int kClipGrid = 20;          // clamp ratios 1 - i / 20 ...
 constexpr int kClipSteps = 10;         // ... for i < 10 (max_shrink 0.5): 1.00 down to 0.55
 constexpr Index kClipSampleTokens = 512;  // llm-awq's n_sample_token
 
-/// Mean |x| per channel over every recorded token (llm-awq's get_act_scale), in double.
+/// Mean |x| per channel over every recorded token (llm-awq's get_act_scale): the library's p = 1
+/// statistic, as static AWQ's per-projection mode uses it.
 std::vector<double> mean_abs(const std::vector<RowMatrix>& xs) {
-  const Index d = xs.front().cols();
-  std::vector<double> sum(static_cast<std::size_t>(d), 0.0);
-  double tokens = 0.0;
-  for (const RowMatrix& x : xs) {
-    for (Index t = 0; t < x.rows(); ++t)
-      for (Index j = 0; j < d; ++j) sum[static_cast<std::size_t>(j)] += std::abs(static_cast<double>(x(t, j)));
-    tokens += static_cast<double>(x.rows());
-  }
-  for (double& s : sum) s /= tokens;
-  return sum;
+  DiagCorrelation<Dynamic> stats(DiagCorrelationOptions{.p = 1.0, .alpha = 1.0, .lambda = 0.0});
+  stats.bind(xs.front().cols());
+  for (const RowMatrix& x : xs) stats.observe(ConstMatrixView(x));
+  return stats.channel_norms();
 }
 
 /// sum_w ||X_w (W - W^)^T||^2: a projection's own output error (llm-awq's loss up to a constant factor).
