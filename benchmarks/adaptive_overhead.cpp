@@ -5,7 +5,8 @@
 //
 //   plan/stats/<shape>/T<t>/threads:<n>          TTQ's statistics of X (DiagCorrelation<1>::observe)
 //   plan/gram/<shape>/T<t>/threads:<n>           the block objective's extra statistics: the Gram
-//                                                blocks of X (OnlineClipSearch::observe)
+//                                                blocks of X (OnlineClipSearch::observe, groups
+//                                                spread over the threads)
 //   plan/encode/<shape>/threads:<n>              one quantization with given D, plus the repack
 //                                                for decode (what TTQ with a fixed exponent does)
 //   plan/<mode>/<shape>/threads:<n>              requantize() of an operator whose statistics are
@@ -74,7 +75,7 @@ void gram(benchmark::State& state, Shape s, Index t, int threads) {
   search.bind(s.d_in, 128);
   for (auto _ : state) {
     search.reset();
-    search.observe(x);
+    search.observe(x, backend::range_runner());  // groups over the threads, as an operator runs it
   }
 }
 

@@ -73,7 +73,13 @@ class OnlineAWQ {
 
   /// Accumulates statistics of X [T, d_in] (T >= 1, finite) without re-quantizing: chunked
   /// prefill calls observe() per chunk and requantize() once.
-  void observe(ConstMatrixView x) { correlation_.observe(x, backend::channel_stats_kernel<BackendT>()); }
+  void observe(ConstMatrixView x) {
+    // A policy whose statistics can use the threads (AdaptiveExponent's Gram blocks) gets them.
+    if constexpr (requires { correlation_.observe(x, backend::channel_stats_kernel<BackendT>(), backend::range_runner()); })
+      correlation_.observe(x, backend::channel_stats_kernel<BackendT>(), backend::range_runner());
+    else
+      correlation_.observe(x, backend::channel_stats_kernel<BackendT>());
+  }
 
   /// Re-plans D from the statistics so far and quantizes W (or W - B A) with it. The policy
   /// quantizes through the operator's backend into reused storage; the current quantization

@@ -122,10 +122,12 @@ class AdaptiveExponent {
     clip_.bind(d_in, config.group);
   }
   void observe(ConstMatrixView x) { observe(x, ChannelStatsKernel(reference_channel_stats_dynamic)); }
-  void observe(ConstMatrixView x, const ChannelStatsKernel& kernel) {
+  /// `run` (optional; an operator passes its executor) spreads the block objective's Gram
+  /// blocks over threads; the statistics do not depend on it.
+  void observe(ConstMatrixView x, const ChannelStatsKernel& kernel, const RangeRunner& run = {}) {
     clip_.require_bound();
     stats_.observe(x, kernel);  // validates X
-    clip_.observe(x);
+    clip_.observe(x, run);
   }
   void begin_prompt() {
     stats_.begin_prompt();

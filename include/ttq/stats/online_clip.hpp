@@ -16,8 +16,8 @@
 // piece of code, from the decoded values; ties keep the larger ratio (the earlier grid point).
 // The Gram blocks are summed token by token in order, so chunked prefill equals one shot exactly.
 // Threads: the errors are measured in fixed blocks of 64 rows, which the operator's executor
-// (ScaleContext::for_ranges) spreads over its threads; a block's arithmetic does not depend on
-// the thread count, so neither does any choice.
+// (ScaleContext::for_ranges) spreads over its threads, and the Gram blocks are summed one group
+// per task; neither's arithmetic depends on the thread count, so no statistic or choice does.
 #pragma once
 
 #include <algorithm>
@@ -102,23 +102,18 @@ class OnlineClipSearch {
   }
 
   /// Accumulates the Gram blocks of X [T, d_in] (block only; X already validated by the policy).
-  void observe(ConstMatrixView x) {
+  /// `run` spreads the groups over the operator's threads (empty: the calling thread); each
+  /// group's sums are its own, so the result does not depend on the thread count.
+  void observe(ConstMatrixView x, const RangeRunner& run = {}) {
     if (options_.objective != ClipObjective::block) return;
     require_bound();
     detail::require_shape(x.cols == d_in_, "x", "[T, " + std::to_string(d_in_) + "]", x.rows, x.cols);
-    for (std::size_t g = 0; g < gram_.size(); ++g) {
-      const Index begin = static_cast<Index>(g) * group_, width = std::min(group_, d_in_ - begin);
-      double* gram = gram_[g].data();
-      // Upper triangle, token by token: chunk boundaries do not change a single sum.
-      for (Index t = 0; t < x.rows; ++t) {
-        const float* xr = x.row(t) + begin;
-        for (Index a = 0; a < width; ++a) {
-          const double xa = xr[a];
-          double* row = gram + a * width;
-          for (Index b = a; b < width; ++b) row[b] += xa * static_cast<double>(xr[b]);
-        }
-      }
-    }
+    const auto groups = static_cast<Index>(gram_.size());
+    const auto accumulate = [&](Index first, Index last) {
+      for (Index g = first; g < last; ++g) observe_group(x, g);
+    };
+    if (run) run(groups, 1, accumulate);
+    else accumulate(0, groups);
     tokens_ += static_cast<double>(x.rows);
   }
 
@@ -216,6 +211,21 @@ class OnlineClipSearch {
       out.push_back(std::move(o));
     }
     return out;
+  }
+
+  // Adds X_g^T X_g of group g (upper triangle), token by token in order: chunk boundaries do not
+  // change a single sum, so chunked prefill equals one shot.
+  void observe_group(ConstMatrixView x, Index g) {
+    const Index begin = g * group_, width = std::min(group_, d_in_ - begin);
+    double* gram = gram_[static_cast<std::size_t>(g)].data();
+    for (Index t = 0; t < x.rows; ++t) {
+      const float* xr = x.row(t) + begin;
+      for (Index a = 0; a < width; ++a) {
+        const double xa = xr[a];
+        double* row = gram + a * width;
+        for (Index b = a; b < width; ++b) row[b] += xa * static_cast<double>(xr[b]);
+      }
+    }
   }
 
   using ErrorRows = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
