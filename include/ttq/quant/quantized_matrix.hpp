@@ -52,6 +52,14 @@ struct QuantizedMatrix {
   void dequantize_row(Index r, float* out) const {
     visit_format(format, [&](auto f) {
       using F = decltype(f);
+      // 2, 4 and 8 bits never straddle a word: code c is a fixed shift of word c / (32 / bits),
+      // which the compiler unrolls (the online clip search decodes every row once per ratio).
+      switch (bits) {
+        case 2: return decode_row_aligned<F, 2>(r, out);
+        case 4: return decode_row_aligned<F, 4>(r, out);
+        case 8: return decode_row_aligned<F, 8>(r, out);
+        default: break;
+      }
       RowCodeReader reader(row_codes(r), bits);  // groups are consecutive: one pass over the row
       for (Index g = 0; g < groups_per_row(); ++g) {
         const GroupParams p = params(r, g);
@@ -78,6 +86,23 @@ struct QuantizedMatrix {
     const double total = static_cast<double>(rows) *
                          (static_cast<double>(cols) * bits + static_cast<double>(groups_per_row()) * per_group);
     return total / (static_cast<double>(rows) * static_cast<double>(cols));
+  }
+
+ private:
+  // dequantize_row for a width whose codes never straddle a word (the values of unpack_code).
+  template <class F, int Bits>
+  void decode_row_aligned(Index r, float* out) const {
+    constexpr Index kPerWord = 32 / Bits;
+    constexpr std::uint32_t kMask = (1u << Bits) - 1u;
+    const std::uint32_t* words = row_codes(r);
+    for (Index g = 0; g < groups_per_row(); ++g) {
+      const GroupParams p = params(r, g);
+      const Index end = g * group + group_width(g);
+      for (Index c = g * group; c < end; ++c) {
+        const std::uint32_t code = (words[c / kPerWord] >> ((c % kPerWord) * Bits)) & kMask;
+        out[c] = F::decode(code, p, Bits);
+      }
+    }
   }
 };
 

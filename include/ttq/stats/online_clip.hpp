@@ -145,7 +145,7 @@ class OnlineClipSearch {
     if (options_.objective == ClipObjective::block)
       detail::require_range(group == group_ && cols == d_in_, "group", "the group the clip search was bound with (" +
                                                                            std::to_string(group_) + ")", std::to_string(group));
-    const std::vector<Objective> objective = objectives(cols, group, mean_squares);
+    const std::vector<Objective> objective = objectives(cols, group, scales, mean_squares);
 
     chosen_.assign(static_cast<std::size_t>(rows * groups), 0);
     best_error_.assign(static_cast<std::size_t>(rows * groups), std::numeric_limits<double>::infinity());
@@ -175,8 +175,11 @@ class OnlineClipSearch {
   const std::vector<double>& chosen_errors() const { return best_error_; }
 
  private:
-  // The quadratic form of one group:
-  //   E(e) = sum_j diagonal_j e_j^2 + e^T gram e + sum_i weights_i (e . basis_i)^2
+  // The quadratic form of one group, in the scaled domain where the quantizer works: with
+  // e'_j = w_j D_j - w^_j (= D_j e_j: the product of two floats is exact in double, and no
+  // division per element is left), E = e^T A e = e'^T (D^-1 A D^-1) e', so the terms below are
+  // the objective's with row and column j divided by D_j once per search:
+  //   E(e') = sum_j diagonal_j e'_j^2 + e'^T gram e' + sum_i weights_i (e' . basis_i)^2
   // diag: the diagonal only; block: gram only; block of rank k: the diagonal and the basis.
   struct Objective {
     Eigen::VectorXd diagonal;
@@ -185,20 +188,22 @@ class OnlineClipSearch {
     Eigen::VectorXd weights;
   };
 
-  std::vector<Objective> objectives(Index cols, Index group, std::span<const double> mean_squares) const {
+  std::vector<Objective> objectives(Index cols, Index group, std::span<const float> scales, std::span<const double> mean_squares) const {
     std::vector<Objective> out;
     for (Index begin = 0, g = 0; begin < cols; begin += group, ++g) {
       const Index width = std::min(group, cols - begin);
+      Eigen::VectorXd inverse_d(width);  // 1 / D_j of the group's columns
+      for (Index j = 0; j < width; ++j) inverse_d(j) = 1.0 / static_cast<double>(scales[static_cast<std::size_t>(begin + j)]);
       Objective o;
       if (options_.objective == ClipObjective::diag) {
         detail::require_shape(static_cast<Index>(mean_squares.size()) == cols, "mean_squares", "[d_in]", 1,
                               static_cast<Index>(mean_squares.size()));
-        o.diagonal = Eigen::Map<const Eigen::VectorXd>(mean_squares.data() + begin, width);
+        o.diagonal = Eigen::Map<const Eigen::VectorXd>(mean_squares.data() + begin, width).cwiseProduct(inverse_d.cwiseAbs2());
       } else {
         Eigen::MatrixXd gram = gram_block(g);
         if (options_.block_rank == 0 || options_.block_rank >= width) {
           o.diagonal = Eigen::VectorXd::Zero(width);
-          o.gram = std::move(gram);
+          o.gram = inverse_d.asDiagonal() * gram * inverse_d.asDiagonal();
         } else {
           Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eigen(gram);
           const Index k = options_.block_rank;
@@ -206,6 +211,9 @@ class OnlineClipSearch {
           o.weights = eigen.eigenvalues().tail(k).cwiseMax(0.0);
           // The rest's diagonal: G_jj - sum_i lambda_i v_ij^2 (>= 0 in exact arithmetic).
           o.diagonal = (gram.diagonal() - o.basis.array().square().matrix() * o.weights).cwiseMax(0.0);
+          // Into the scaled domain (the eigenpairs are G_gg's own, as the option promises).
+          o.diagonal = o.diagonal.cwiseProduct(inverse_d.cwiseAbs2());
+          o.basis = inverse_d.asDiagonal() * o.basis;
         }
       }
       out.push_back(std::move(o));
@@ -240,8 +248,8 @@ class OnlineClipSearch {
       candidate_.dequantize_row(first + r, decoded.data());
       const float* wr = w.row(first + r);
       for (Index j = 0; j < cols; ++j)
-        error(r, j) = static_cast<double>(wr[j]) - static_cast<double>(decoded[static_cast<std::size_t>(j)]) /
-                                                       static_cast<double>(scales[static_cast<std::size_t>(j)]);
+        error(r, j) = static_cast<double>(wr[j]) * static_cast<double>(scales[static_cast<std::size_t>(j)]) -
+                      static_cast<double>(decoded[static_cast<std::size_t>(j)]);  // e' (see Objective)
     }
     const Index groups = static_cast<Index>(objective.size());
     for (Index g = 0; g < groups; ++g) {
@@ -279,7 +287,7 @@ class OnlineClipSearch {
         double partial[4] = {0.0, 0.0, 0.0, 0.0};
         auto add = [&](Index j, int lane) {
           const auto c = static_cast<std::size_t>(begin + j);
-          const double e = static_cast<double>(wr[c]) - static_cast<double>(decoded[c]) / static_cast<double>(scales[c]);
+          const double e = static_cast<double>(wr[c]) * static_cast<double>(scales[c]) - static_cast<double>(decoded[c]);
           partial[lane] += weight[j] * (e * e);
         };
         Index j = 0;
