@@ -26,6 +26,9 @@ Experiments, in the order they run (the lead needs the first ones first):
               and protocols, next to RTN and AWQ+clip calibrated on either text
     floor     TTQ auto and TTQ+clip block with --relative-floor 0.1 and 0.5 (2-3 bits, both texts and
               protocols): what keeping channels the prompt did not use costs or gains
+    smollm2   the second model (SmolLM2-135M-Instruct, fetched by scripts/fetch-smollm2.sh): RTN,
+              AWQ+clip, TTQ auto and TTQ+clip block at 2/3/4 bits x group 32/64/128 x both protocols,
+              on a WikiText-2 prefix (SMOLLM2_TOKENS; the whole split would take days on 2 cores)
 
 The grid lives in this file only; make_results.py imports it (`configs`, `choose_fixed`) so the
 tables always describe exactly what was run.
@@ -58,6 +61,11 @@ TEXTS = {
     "tinystories": ["--text", TS_FILE, "--separator", "<|endoftext|>"],
     "wikitext": ["--text", WT_FILE, "--limit-tokens", str(WT_PREFIX)],
 }
+# SmolLM2's grid: the first SMOLLM2_TOKENS tokens of the same WikiText-2 split (its tokenizer),
+# the largest prefix whose 72 runs fit in about 90 minutes on 2 cores (docs/results.md says so).
+SMOLLM2_TOKENS = 4096
+# Kept out of TEXTS, which the stories260K grids loop over.
+TEXT_ARGS = {**TEXTS, "wikitext-smollm2": ["--text", WT_FILE, "--limit-tokens", str(SMOLLM2_TOKENS)]}
 PROTOCOLS = ("paper", "causal")
 CALIB_FILES = {"tinystories": TS_FILE, "wikitext": WT_FILE}
 
@@ -163,16 +171,40 @@ class Config:
     bits: int = 3
     group: int = 32
     repeat: int = 0
+    model: str | None = None       # None: the bundled stories260K; "smollm2": scripts/fetch-smollm2.sh's
     args: list[str] = field(init=False)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        a = list(self.method.flags())
+        # The key names the model symbolically (its cache path differs per machine); model_args()
+        # resolves it when the run starts.
+        a = ["--model", self.model] if self.model else []
+        a += list(self.method.flags())
         if self.method.kind != "fp32":
             a += ["--bits", str(self.bits), "--group", str(self.group)]
-        a += TEXTS[self.text] + ["--protocol", self.protocol]
+        a += TEXT_ARGS[self.text] + ["--protocol", self.protocol]
         self.args = a
         self.key = shlex.join(a) + (f" #repeat={self.repeat}" if self.repeat else "")
+
+    def command_args(self) -> list[str]:
+        """The tool's arguments, with the model's symbolic name replaced by its file."""
+        if not self.model:
+            return list(self.args)
+        return ["--model", model_path(self.model)] + self.args[2:]
+
+
+_MODEL_PATHS: dict[str, str] = {}
+
+
+def model_path(name: str) -> str:
+    """The file of a named model; "smollm2" is fetched (once, then cached) by its script."""
+    if name not in _MODEL_PATHS:
+        if name != "smollm2":
+            raise ValueError(f"unknown model {name!r}")
+        out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "fetch-smollm2.sh")], check=True,
+                             capture_output=True, text=True).stdout
+        _MODEL_PATHS[name] = out.strip().splitlines()[-1]
+    return _MODEL_PATHS[name]
 
 
 def load_results(path: str) -> dict[str, dict]:
@@ -384,7 +416,39 @@ def floor_grid() -> list[Config]:
             for t in TEXTS for pr in PROTOCOLS for b in (2, 3) for _, m in floor_methods()]
 
 
-STAGES = ["sweep", "table3", "rank", "table2", "table1", "adaptive", "clip", "floor"]
+# Static AWQ's search on SmolLM2 runs in double over every projection: with the default 2,000
+# calibration tokens one AWQ+clip run took 615 s here (3 bits, g128), 18 of them 3 hours.
+SMOLLM2_CALIB_TOKENS = 512
+
+
+def smollm2_methods() -> list[tuple[str, Method]]:
+    """The issue's SmolLM2 grid: RTN, static AWQ+clip (calibrated on the other domain, TinyStories,
+    SMOLLM2_CALIB_TOKENS tokens), TTQ auto (the tools' default) and TTQ+clip block."""
+    return [("RTN", RTN),
+            ("AWQ+clip (TinyStories calib)", awq("tinystories", tokens=SMOLLM2_CALIB_TOKENS, clip=True)),
+            ("TTQ auto (p=1)", AUTO),
+            ("TTQ+clip block", Method("ttq", p=1.0, ttq_clip="block"))]
+
+
+SMOLLM2_BITS = (2, 3, 4)
+SMOLLM2_GROUPS = (128, 64, 32)
+
+
+def smollm2_grid() -> list[Config]:
+    """Cheapest cells first (group 128 plans fastest), so a partial run covers whole groups."""
+    out = []
+    for pr in PROTOCOLS:
+        out.append(Config("smollm2", FP32, text="wikitext-smollm2", protocol=pr, model="smollm2"))
+    for g in SMOLLM2_GROUPS:
+        for bits in (3, 2, 4):
+            for pr in PROTOCOLS:
+                for _, m in smollm2_methods():
+                    out.append(Config("smollm2", m, text="wikitext-smollm2", protocol=pr, bits=bits, group=g,
+                                      model="smollm2"))
+    return out
+
+
+STAGES = ["sweep", "table3", "rank", "table2", "table1", "adaptive", "clip", "floor", "smollm2"]
 
 
 def configs(stage: str, results: dict[str, dict]) -> list[Config]:
@@ -408,6 +472,8 @@ def configs(stage: str, results: dict[str, dict]) -> list[Config]:
         return clip_grid()
     if stage == "floor":
         return floor_grid()
+    if stage == "smollm2":
+        return smollm2_grid()
     raise ValueError(stage)
 
 
@@ -459,7 +525,7 @@ def run_list(stage, cfgs, tool, path, results, dry, provenance) -> int:
     t0 = time.time()
     ok = 0
     for i, c in enumerate(todo, 1):
-        cmd = [tool] + c.args + ["--json"]
+        cmd = [tool] + c.command_args() + ["--json"]
         if dry:
             print("  " + shlex.join(cmd))
             continue
@@ -469,7 +535,7 @@ def run_list(stage, cfgs, tool, path, results, dry, provenance) -> int:
             continue
         rec = parse_tool_json(proc.stdout.strip().splitlines()[-1])
         rec.update({"experiment": c.experiment, "key": c.key, "repeat": c.repeat,
-                    "command": shlex.join([os.path.relpath(tool, ROOT)] + cmd[1:]), "eval_text": c.text, "tool_commit": provenance[0], "tool_sha256": provenance[1],
+                    "command": shlex.join([os.path.relpath(tool, ROOT)] + c.args + ["--json"]), "eval_text": c.text, "tool_commit": provenance[0], "tool_sha256": provenance[1],
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
         with open(path, "a") as f:
             f.write(json.dumps(rec) + "\n")
