@@ -865,6 +865,7 @@ def plots(d: Data) -> list[str]:
                     logy(ax)
                 ax.set_title(f"{TEXT_NAME[text]}, {pr} protocol", fontsize=10)
                 ax.set_xticks(bits)
+                ax.tick_params(labelbottom=True)  # sharex hides the top row's labels otherwise
                 ax.grid(True, which="both", alpha=0.3)
                 if i == 1:
                     ax.set_xlabel("bits (group 32)")
@@ -1040,6 +1041,7 @@ def plots(d: Data) -> list[str]:
             ax.set_xlabel("bits (group 32)")
             ax.set_ylabel("perplexity / FP32 (log)")
             ax.set_xticks(list(rx.CLIP_BITS))
+            ax.tick_params(labelbottom=True)  # sharex hides the top row's labels otherwise
             ax.grid(True, alpha=0.3)
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=3, fontsize=8)
     fig.suptitle("TTQ with the online clip search (no calibration data) against AWQ+clip")
@@ -1047,6 +1049,44 @@ def plots(d: Data) -> list[str]:
     fig.savefig(os.path.join(PLOTS, "clip.png"), dpi=110)
     plt.close(fig)
     made.append("clip.png")
+
+    # SmolLM2: the grid of its section, one panel per protocol x group, as a ratio to FP32.
+    t = "wikitext-smollm2"
+    fps = {pr: d.ppl(rx.FP32, text=t, protocol=pr, model="smollm2") for pr in rx.PROTOCOLS}
+    if any(fps.values()):
+        groups = sorted(rx.SMOLLM2_GROUPS)
+        fig, axes = plt.subplots(2, len(groups), figsize=(13, 8), sharex=True, sharey=True)
+        handles = {}
+        colours = {"RTN": ("k", "o"), "AWQ+clip (TinyStories calib)": ("tab:cyan", "D"),
+                   "TTQ auto (p=1)": ("tab:red", "^"), "TTQ+clip block": ("tab:green", "P")}
+        for i, pr in enumerate(rx.PROTOCOLS):
+            for j, g in enumerate(groups):
+                ax = axes[i][j]
+                fp = fps[pr]
+                if not fp:
+                    continue
+                for name, m in rx.smollm2_methods():
+                    ys = [d.ppl(m, text=t, protocol=pr, bits=b, group=g, model="smollm2") for b in rx.SMOLLM2_BITS]
+                    if all(y is None for y in ys):
+                        continue
+                    c, mk = colours[name]
+                    (line,) = ax.plot(rx.SMOLLM2_BITS, [y / fp if y is not None else None for y in ys], marker=mk,
+                                      color=c, label=name)
+                    handles.setdefault(name, line)
+                ax.axhline(1.0, color="gray", ls="-.", lw=1)
+                logy(ax)
+                ax.set_title(f"{pr} protocol, group {g}", fontsize=10)
+                ax.set_xlabel("bits")
+                ax.set_ylabel("perplexity / FP32 (log)")
+                ax.set_xticks(list(rx.SMOLLM2_BITS))
+                ax.tick_params(labelbottom=True, labelleft=True)
+                ax.grid(True, alpha=0.3)
+        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=4, fontsize=9)
+        fig.suptitle(f"SmolLM2-135M-Instruct, WikiText-2 (first {rx.SMOLLM2_TOKENS:,} tokens)")
+        fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+        fig.savefig(os.path.join(PLOTS, "smollm2.png"), dpi=110)
+        plt.close(fig)
+        made.append("smollm2.png")
     return made
 
 
@@ -1142,6 +1182,8 @@ def main() -> int:
            "repeated runs).")
     section_adaptive_cost(out)
     section_smollm2(d, out)
+    figure("smollm2.png", "SmolLM2-135M: every method of the grid against bits, one panel per protocol and group, "
+           "as a ratio to FP32 (the dequantized Q4_1 model; log scale).")
     out.append(
         "## Reproduce\n\n"
         "```\n"
