@@ -76,6 +76,21 @@ def md_table(header: list[str], rows: list[list[str]], align: str | None = None)
     return "\n".join(lines)
 
 
+def count_below(cells) -> tuple[int, int, list[str]]:
+    """Of (label, ours, theirs) cells with both perplexities, how many have ours below theirs: wins,
+    cells counted, and the misses as "label (ours vs theirs)"."""
+    wins, total, misses = 0, 0, []
+    for label, ours, theirs in cells:
+        if ours is None or theirs is None:
+            continue
+        total += 1
+        if ours < theirs:
+            wins += 1
+        else:
+            misses.append(f"{label} ({fmt(ours)} vs {fmt(theirs)})")
+    return wins, total, misses
+
+
 def leaks(method: rx.Method, text: str) -> bool:
     """Static AWQ whose calibration text is the evaluation text: it has seen (part of) it."""
     return method.kind == "awq" and method.calib == text
@@ -141,20 +156,11 @@ def section_clip(d: Data, out: list[str]) -> None:
                                  f"calibrated on the evaluation text itself (†) {fmt(awq_same)}.")
     for mode in ("", "llm-awq"):
         for name in ("TTQ+clip block", "TTQ+clip diag", "TTQ auto (p=1)"):
-            wins, total, misses = 0, 0, []
-            for text in rx.TEXTS:
-                tag = "AWQ+clip, llm-awq" if mode else "AWQ+clip"
-                other = f"{tag} (WikiText calib)" if text == "tinystories" else f"{tag} (TinyStories calib)"
-                for pr in rx.PROTOCOLS:
-                    for bits in (2, 3):
-                        a, b = ppl(name, text, pr, bits), ppl(other, text, pr, bits)
-                        if a is None or b is None:
-                            continue
-                        total += 1
-                        if a < b:
-                            wins += 1
-                        else:
-                            misses.append(f"{text} {pr} {bits} bits ({fmt(a)} vs {fmt(b)})")
+            tag = "AWQ+clip, llm-awq" if mode else "AWQ+clip"
+            other = {"tinystories": f"{tag} (WikiText calib)", "wikitext": f"{tag} (TinyStories calib)"}
+            wins, total, misses = count_below(
+                (f"{text} {pr} {bits} bits", ppl(name, text, pr, bits), ppl(other[text], text, pr, bits))
+                for text in rx.TEXTS for pr in rx.PROTOCOLS for bits in (2, 3))
             if total:
                 lines.append(f"- `{name}` below {'llm-awq' + chr(39) + 's ' if mode else ''}AWQ+clip calibrated on the *other* text in {wins} of {total} cells at 2-3 bits"
                              + (f"; not in: {'; '.join(misses)}." if misses else "."))
@@ -658,7 +664,15 @@ SMOLLM2_SPLIT_TOKENS = 303415  # WikiText-2 test in SmolLM2's tokens (tests/llam
 def section_smollm2(d: Data, out: list[str]) -> None:
     """SmolLM2-135M: the grid of run_experiments.py's `smollm2` stage (bits x group x protocol)."""
     t = "wikitext-smollm2"
-    fp32 = {pr: d.get(rx.FP32, text=t, protocol=pr, model="smollm2") for pr in rx.PROTOCOLS}
+
+    def run(m, pr, bits=3, group=32):
+        return d.get(m, text=t, protocol=pr, bits=bits, group=group, model="smollm2")
+
+    def ppl(m, pr, bits, group):
+        r = run(m, pr, bits, group)
+        return r["ppl"] if r else None
+
+    fp32 = {pr: run(rx.FP32, pr) for pr in rx.PROTOCOLS}
     out.append("## A second model: SmolLM2-135M-Instruct\n")
     if not any(fp32.values()):
         out.append("Not run here: `python3 scripts/run_experiments.py --only smollm2` (fetches the model with "
@@ -668,13 +682,11 @@ def section_smollm2(d: Data, out: list[str]) -> None:
     cells = [(b, g) for b in rx.SMOLLM2_BITS for g in sorted(rx.SMOLLM2_GROUPS)]
     # What the grid would cost on the whole split: each run's time scaled by the token ratio
     # (an upper bound for AWQ, whose calibration does not grow with the text).
-    grid = [d.get(m, text=t, protocol=pr, bits=b, group=g, model="smollm2")
-            for _, m in methods for pr in rx.PROTOCOLS for b, g in cells]
+    grid = [run(m, pr, b, g) for _, m in methods for pr in rx.PROTOCOLS for b, g in cells]
     full_hours = sum(r["seconds"] for r in grid if r) * SMOLLM2_SPLIT_TOKENS / rx.SMOLLM2_TOKENS / 3600
     # The one AWQ+clip run with the default budget, where it was measured: what 512 tokens cost AWQ.
-    full = d.get(rx.awq("tinystories", clip=True), text=t, protocol="paper", bits=3, group=128, model="smollm2")
-    small = d.get(rx.awq("tinystories", tokens=rx.SMOLLM2_CALIB_TOKENS, clip=True), text=t, protocol="paper", bits=3,
-                  group=128, model="smollm2")
+    full = run(rx.awq("tinystories", clip=True), "paper", 3, 128)
+    small = run(rx.awq("tinystories", tokens=rx.SMOLLM2_CALIB_TOKENS, clip=True), "paper", 3, 128)
     budget_check = (f"; at 3 bits, g128, paper protocol it reached {fmt(full['ppl'])} with 2,000 tokens against "
                     f"{fmt(small['ppl'])} with {rx.SMOLLM2_CALIB_TOKENS}" if full and small else "")
     out.append(
@@ -699,8 +711,7 @@ def section_smollm2(d: Data, out: list[str]) -> None:
         for name, m in methods:
             row = [name]
             for b, g in cells:
-                r = d.get(m, text=t, protocol=pr, bits=b, group=g, model="smollm2")
-                row.append(fmt(r["ppl"]) if r else "-")
+                row.append(fmt(ppl(m, pr, b, g)))
             rows.append(row)
         out.append(md_table(["method"] + [f"{b}b g{g}" for b, g in cells], rows))
         out.append("")
@@ -709,30 +720,20 @@ def section_smollm2(d: Data, out: list[str]) -> None:
     awq_m = dict(methods)["AWQ+clip (TinyStories calib)"]
     for name in ("TTQ+clip block", "TTQ auto (p=1)"):
         m = dict(methods)[name]
-        wins, total, misses = 0, 0, []
-        for pr in rx.PROTOCOLS:
-            for b, g in cells:
-                a = d.ppl(awq_m, text=t, protocol=pr, bits=b, group=g, model="smollm2")
-                x = d.ppl(m, text=t, protocol=pr, bits=b, group=g, model="smollm2")
-                if a is None or x is None:
-                    continue
-                total += 1
-                if x < a:
-                    wins += 1
-                else:
-                    misses.append(f"{pr} {b}b g{g} ({fmt(x)} vs {fmt(a)})")
+        wins, total, misses = count_below((f"{pr} {b}b g{g}", ppl(m, pr, b, g), ppl(awq_m, pr, b, g))
+                                          for pr in rx.PROTOCOLS for b, g in cells)
         if total:
             lines.append(f"- `{name}` below AWQ+clip in {wins} of {total} cells" +
                          (f"; not in: {'; '.join(misses)}." if misses else "."))
     for pr in rx.PROTOCOLS:
         base = fp32[pr]
         for g in sorted(rx.SMOLLM2_GROUPS):
-            rtn = d.ppl(rx.RTN, text=t, protocol=pr, bits=4, group=g, model="smollm2")
+            rtn = ppl(rx.RTN, pr, 4, g)
             if not base or rtn is None or rtn <= base["ppl"]:
                 continue
             shares = []
             for name, m in methods[1:]:
-                v = d.ppl(m, text=t, protocol=pr, bits=4, group=g, model="smollm2")
+                v = ppl(m, pr, 4, g)
                 if v is not None:
                     shares.append(f"{name} {100 * (rtn - v) / (rtn - base['ppl']):.0f}%")
             if shares:
@@ -741,8 +742,7 @@ def section_smollm2(d: Data, out: list[str]) -> None:
     # Seconds per run (tool-reported, model load included), median over the grid's cells.
     timing = []
     for name, m in [("FP32", rx.FP32)] + methods:
-        secs = sorted(r["seconds"] for r in (d.get(m, text=t, protocol=pr, bits=b, group=g, model="smollm2")
-                                             for pr in rx.PROTOCOLS for b, g in cells) if r)
+        secs = sorted(r["seconds"] for r in (run(m, pr, b, g) for pr in rx.PROTOCOLS for b, g in cells) if r)
         if secs:
             timing.append(f"{name} {secs[len(secs) // 2]:.0f} s")
     if lines:
