@@ -285,3 +285,45 @@ TEST_CASE("TTQ_NUM_THREADS is parsed strictly: a bad value is an error naming it
   if (saved) ::setenv("TTQ_NUM_THREADS", restore.c_str(), 1);
   else ::unsetenv("TTQ_NUM_THREADS");
 }
+
+TEST_CASE("a weight group whose range exceeds float's is an error naming the weight, not a NaN blamed on x (issue 27)",
+          "[op][errors][issue27]") {
+  RowMatrix w = test::normal_matrix(8, 64, 81u);
+  w(2, 40) = 3e38f;
+  w(2, 41) = -3e38f;  // max - min = 6e38: the step is Inf and every code decodes to NaN
+  try {
+    OnlineAWQ<Quantizer<4, 32>> op(w, {});
+    FAIL("an operator built on an unquantizable group");
+  } catch (const NonFiniteError& e) {
+    CHECK(e.argument() == "weight");
+    CHECK(std::string(e.what()).find("row 2, columns 32..63") != std::string::npos);
+  }
+  // The same weights in different groups are fine.
+  w(2, 41) = 0.0f;
+  w(2, 0) = -3e38f;
+  OnlineAWQ<Quantizer<4, 32>> op(w, {});
+  CHECK(op.forward(test::normal_matrix(2, 64, 82u, 1e-3f)).allFinite());  // small x: Y ~ 3e35, not past float
+}
+
+TEST_CASE("scales that stretch a weight group past float's range are an error naming x; the quantization stays (issue 27)",
+          "[op][errors][issue27]") {
+  // Groups of 32 over 64 channels; channels 0 and 1 carry the prompt's energy, so c_0 = c_1 = 32
+  // and D = sqrt(c) = 5.7 there (alpha 0.5): w = +-5e37 scale to +-2.8e38, a range of 5.7e38.
+  RowMatrix w = test::normal_matrix(8, 64, 83u);
+  w(0, 0) = 5e37f;
+  w(0, 1) = -5e37f;
+  using Op = OnlineAWQ<Quantizer<4, 32>, DiagCorrelation<InfNorm>>;
+  Op op(w, {}, {}, DiagCorrelation<InfNorm>({.alpha = 0.5}));
+  const auto codes = op.quantized().unpacked_codes();
+  RowMatrix x = RowMatrix::Zero(4, 64);
+  x.col(0).setConstant(1.0f);
+  x.col(1).setConstant(1.0f);
+  try {
+    op.calibrate(x);
+    FAIL("a quantization that decodes to NaN was accepted");
+  } catch (const NonFiniteError& e) {
+    CHECK(e.argument() == "x");
+  }
+  CHECK(op.quantized().unpacked_codes() == codes);
+  CHECK(op.forward(test::normal_matrix(2, 64, 84u, 1e-3f)).allFinite());
+}

@@ -330,3 +330,33 @@ TEST_CASE("a zero or negative column scale is refused, naming col_scale (issue 1
   d[3] = std::nanf("");
   CHECK_THROWS_AS((Quantizer<4, 8>().quantize(w, d)), NonFiniteError);
 }
+
+TEST_CASE("a group whose range exceeds float's is refused, naming the weight or col_scale, never NaN codes (issue 27)",
+          "[quant][errors][issue27]") {
+  // Every weight is finite, but max - min = 6e38 overflows: the step would be Inf and every
+  // decode NaN.
+  RowMatrix w = test::normal_matrix(2, 16, 91u);
+  w(1, 9) = 3e38f;
+  w(1, 10) = -3e38f;
+  try {
+    (void)Quantizer<4, 8>().quantize(w);
+    FAIL("a group spanning 6e38 quantized");
+  } catch (const NonFiniteError& e) {
+    CHECK(e.argument() == "weight");
+    CHECK(std::string(e.what()).find("row 1, columns 8..15") != std::string::npos);
+  }
+  // Finite scaled weights whose range overflows: the column scales are to blame.
+  RowMatrix v = test::normal_matrix(2, 16, 92u);
+  v(0, 2) = 1e38f;
+  v(0, 3) = -1e38f;
+  std::vector<float> d(16, 1.0f);
+  d[2] = d[3] = 3.0f;  // +-3e38: finite, but 6e38 apart
+  try {
+    (void)Quantizer<4, 8>().quantize(v, d);
+    FAIL("a scaled group spanning 6e38 quantized");
+  } catch (const NonFiniteError& e) {
+    CHECK(e.argument() == "col_scale");
+  }
+  // The symmetric format fits max |w| only: the same group is representable there.
+  CHECK_NOTHROW(Quantizer<4, 8, Symmetric>().quantize(v, d));
+}

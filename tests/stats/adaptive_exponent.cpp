@@ -1,11 +1,13 @@
 // Tests of stats/adaptive_exponent.hpp: the per-prompt exponent choice of TTQ.
 #include <catch2/catch.hpp>
 
+#include <ttq/backend/scalar/kernels.hpp>
 #include <ttq/op/metrics.hpp>
 #include <ttq/op/online_awq.hpp>
 #include <ttq/stats/adaptive_exponent.hpp>
 
 #include <cmath>
+#include <string>
 
 #include "test_support.hpp"
 
@@ -178,4 +180,96 @@ TEST_CASE("the relative floor keeps the weights of a channel the prompt did not 
   AdaptiveExponentOptions bad;
   bad.relative_floor = 1.0;
   CHECK_THROWS_AS(AdaptiveExponent<1>(bad), RangeError);
+}
+
+namespace {
+
+// The argument a call's ttq::Error names ("<no error>" if it returns).
+template <class F>
+std::string argument_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.argument();
+  }
+  return "<no error>";
+}
+
+// W [8, 128] with a weight of 1e36 in column 0 of row 0, and X [16, 128] whose column 0 is
+// 1e10: D_a,0 = 1e10^a (p = 1), so w_00 D_a,0 leaves float's range for every a >= 0.3.
+struct StretchedLayer {
+  RowMatrix w = test::normal_matrix(8, 128, 61u);
+  RowMatrix x = test::normal_matrix(16, 128, 62u);
+  StretchedLayer() {
+    w(0, 0) = 1e36f;
+    x.col(0).setConstant(1e10f);
+  }
+};
+
+template <class Backend>
+using Adaptive4 = OnlineAWQ<Quantizer<4, 32>, AdaptiveExponent<1>, NoResidual, Backend>;
+
+template <class Backend>
+void check_overflowing_activations_refused(ClipObjective clip) {
+  const RowMatrix w = test::normal_matrix(8, 128, 51u);
+  Adaptive4<Backend> op(w, {}, {}, AdaptiveExponent<1>({.clip = {.objective = clip}}));
+  op.calibrate(test::normal_matrix(4, 128, 52u));
+  const auto codes = op.quantized().unpacked_codes();
+  const double tokens = op.correlation().statistics().tokens();
+  const auto chosen = op.correlation().chosen_exponent();
+  // |x| = 1e20: x^2 = 1e40 is no float. Before issue 27 the SIMD backend's errors were all
+  // non-finite and the plan kept empty scales: a segmentation fault with the clip search, an
+  // error about 'scales' without it.
+  const RowMatrix huge = RowMatrix::Constant(4, 128, 1e20f);
+  CHECK(argument_of([&] { op.calibrate(huge); }) == "x");
+  // Refused before any statistic changed: the prompt's state is as it was.
+  CHECK(op.correlation().statistics().tokens() == tokens);
+  CHECK(op.correlation().chosen_exponent() == chosen);
+  CHECK(op.quantized().unpacked_codes() == codes);
+  // Just below the bound still runs (2^63: x^2 = 2^126 is a float).
+  const RowMatrix below = RowMatrix::Constant(4, 128, 9.2e18f);
+  CHECK_NOTHROW(op.calibrate(below));
+}
+
+}  // namespace
+
+TEST_CASE("activations whose square overflows float are refused naming x, before any state changes (issue 27)",
+          "[stats][adaptive][errors][issue27]") {
+  for (ClipObjective clip : {ClipObjective::none, ClipObjective::diag, ClipObjective::block}) {
+    CAPTURE(clip_objective_name(clip));
+    check_overflowing_activations_refused<backend::Default>(clip);
+    check_overflowing_activations_refused<backend::Scalar>(clip);
+  }
+}
+
+TEST_CASE("a grid exponent whose scaled weights overflow float is skipped, not an error about the weight (issue 27)",
+          "[stats][adaptive][errors][issue27]") {
+  // The scalar backend measures E_a in double: a = 0, 0.1, 0.2 are finite and one of them wins.
+  const StretchedLayer layer;
+  Adaptive4<backend::Scalar> op(layer.w, {});
+  op.calibrate(layer.x);
+  REQUIRE(op.correlation().chosen_exponent().has_value());
+  CHECK(*op.correlation().chosen_exponent() <= 0.2);
+  const auto& errors = op.correlation().candidate_errors();
+  REQUIRE(errors.size() == 10);
+  for (std::size_t k = 0; k < errors.size(); ++k) CHECK(std::isfinite(errors[k]) == (k <= 2));
+  CHECK(op.forward(test::normal_matrix(2, 128, 64u)).allFinite());
+}
+
+TEST_CASE("when no exponent of the grid quantizes within float's range the error names x, on every backend (issue 27)",
+          "[stats][adaptive][errors][issue27]") {
+  const StretchedLayer layer;
+  const AdaptiveExponentOptions grid{.grid = {0.5, 0.9}};
+  for (ClipObjective clip : {ClipObjective::none, ClipObjective::block}) {
+    CAPTURE(clip_objective_name(clip));
+    AdaptiveExponentOptions o = grid;
+    o.clip.objective = clip;
+    Adaptive4<backend::Default> simd(layer.w, {}, {}, AdaptiveExponent<1>(o));
+    Adaptive4<backend::Scalar> scalar(layer.w, {}, {}, AdaptiveExponent<1>(o));
+    CHECK(argument_of([&] { simd.calibrate(layer.x); }) == "x");
+    CHECK(argument_of([&] { scalar.calibrate(layer.x); }) == "x");
+    CHECK_FALSE(simd.correlation().chosen_exponent().has_value());
+    // The quantization in force stays usable.
+    CHECK(simd.forward(test::normal_matrix(2, 128, 63u)).allFinite());
+  }
 }

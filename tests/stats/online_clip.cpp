@@ -285,3 +285,44 @@ TEST_CASE("online clip: bad options and unbound use are errors", "[stats][clip][
   const RowMatrix x = test::normal_matrix(4, 16, 1u);
   CHECK_THROWS_AS(standalone.observe(ConstMatrixView(x)), ShapeError);
 }
+
+TEST_CASE("online clip: a search without scales is an error naming them, not a crash (issue 27)", "[stats][clip][errors][issue27]") {
+  OnlineClipSearch search(OnlineClipOptions{.objective = ClipObjective::diag});
+  search.bind(64, 32);
+  const RowMatrix w = test::normal_matrix(4, 64, 71u);
+  const QuantConfig config = Quantizer<4, 32>().config(64);
+  QuantizedMatrix out;
+  const ScaleContext context{ConstMatrixView(w), config, backend::quantize_kernel<backend::Scalar>(config), out};
+  const std::vector<double> mean_squares(64, 1.0);
+  try {
+    (void)search.search(context, {}, mean_squares);
+    FAIL("a search without scales returned");
+  } catch (const ShapeError& e) {
+    CHECK(e.argument() == "scales");
+  }
+}
+
+TEST_CASE("online clip: a (row, group) without a finite error keeps the first ratio (issue 27)", "[stats][clip][errors][issue27]") {
+  // Every candidate decodes to NaN (a poisoned kernel): no ratio is chosen by a NaN error; the
+  // documented fallback is the first ratio, 1.0 on the default grid (no clip).
+  OnlineClipSearch search(OnlineClipOptions{.objective = ClipObjective::diag});
+  search.bind(64, 32);
+  const RowMatrix w = test::normal_matrix(4, 64, 72u);
+  const QuantConfig config = Quantizer<4, 32>().config(64);
+  const std::size_t candidates = search.options().ratios.size();
+  std::size_t calls = 0;
+  const QuantizeKernel poisoned = [&](ConstMatrixView m, std::span<const float> d, std::span<const float> clip,
+                                      std::span<const double> c, QuantizedMatrix& q) {
+    const double e = reference_quantize_into(config, m, d, clip, c, q);
+    if (calls++ < candidates) std::fill(q.scales.begin(), q.scales.end(), std::numeric_limits<float>::quiet_NaN());
+    return e;
+  };
+  QuantizedMatrix out;
+  const ScaleContext context{ConstMatrixView(w), config, poisoned, out};
+  const std::vector<float> scales(64, 1.0f);
+  const std::vector<double> mean_squares(64, 1.0);
+  const std::vector<float> clip = search.search(context, scales, mean_squares);
+  CHECK(std::all_of(clip.begin(), clip.end(), [](float c) { return c == 1.0f; }));
+  CHECK(std::all_of(search.chosen().begin(), search.chosen().end(), [](std::uint8_t k) { return k == 0; }));
+  CHECK(out.first_unrepresentable_group() == -1);
+}

@@ -93,6 +93,9 @@ class OnlineAWQ {
     for (float d : plan.scales)
       if (!(std::isfinite(d) && d > 0.0f)) throw NonFiniteError("scales", "the scale policy produced a non-positive or non-finite D");
     if (!plan.quantized) quantize_into(BackendT{}, config_, weight, plan.scales, plan.group_clip, {}, next_);
+    // A group whose range overflowed float decodes to NaN: an error naming the weight or x now,
+    // not a NaN output blamed on a later input.
+    require_representable_groups(next_, weight, plan.scales, "x");
     auto prepared = prepare(BackendT{}, next_);
     std::swap(quantized_, next_);
     scales_ = std::move(plan.scales);

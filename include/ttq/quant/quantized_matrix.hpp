@@ -3,9 +3,15 @@
 // bit width, format) and its storage accounting.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <span>
+#include <string>
 #include <vector>
 
+#include "ttq/core/error.hpp"
 #include "ttq/core/types.hpp"
 #include "ttq/quant/format.hpp"
 #include "ttq/quant/packing.hpp"
@@ -76,6 +82,15 @@ struct QuantizedMatrix {
     return out;
   }
 
+  /// The first group (index into `scales`, r * groups_per_row() + g) whose step or zero point is
+  /// not finite, or -1. A fit from a range max - min that overflowed float gives an infinite step,
+  /// and such a group decodes to NaN or Inf whatever its codes.
+  Index first_unrepresentable_group() const {
+    for (std::size_t k = 0; k < scales.size(); ++k)
+      if (!(std::isfinite(scales[k]) && std::isfinite(zeros[k]))) return static_cast<Index>(k);
+    return -1;
+  }
+
   /// Storage per weight in bits, counting codes plus per-group scale (fp32) and zero point at
   /// the format's deployment size (8 bits for an integer zero, 32 for a float offset), with
   /// ragged groups counted exactly: total bits / (rows * cols). Row padding is not counted.
@@ -105,5 +120,40 @@ struct QuantizedMatrix {
     }
   }
 };
+
+namespace detail {
+/// A number for an error message, as %g (std::to_string prints 1e20 with 21 digits).
+inline std::string show_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+}  // namespace detail
+
+/// Throws NonFiniteError when a group of `q`, the quantization of w * diag(scales) (w [d_out,
+/// d_in]; `scales` empty for all ones, else length d_in), decodes to NaN or Inf: its range
+/// max - min overflowed float. Names `weight` when the group's own weights span more than float's
+/// range (no scales can quantize them), else `scales_argument`, whose scales stretch the group
+/// past it (an operator names `x`, whose statistics gave D). A decoded NaN would otherwise
+/// surface later as an error about some input.
+inline void require_representable_groups(const QuantizedMatrix& q, ConstMatrixView w, std::span<const float> scales,
+                                         const char* scales_argument) {
+  const Index k = q.first_unrepresentable_group();
+  if (k < 0) return;
+  const Index groups = q.groups_per_row(), r = k / groups, g = k % groups;
+  const Index begin = g * q.group, end = begin + q.group_width(g);
+  float mn = w(r, begin), mx = w(r, begin), d_max = 0.0f;
+  for (Index c = begin; c < end; ++c) {
+    mn = std::min(mn, w(r, c));
+    mx = std::max(mx, w(r, c));
+    if (!scales.empty()) d_max = std::max(d_max, scales[static_cast<std::size_t>(c)]);
+  }
+  const std::string where = "row " + std::to_string(r) + ", columns " + std::to_string(begin) + ".." + std::to_string(end - 1);
+  if (!std::isfinite(mx - mn))
+    throw NonFiniteError("weight", "the group at " + where + " spans [" + detail::show_number(mn) + ", " + detail::show_number(mx) +
+                                       "], a range beyond float's: it cannot be quantized");
+  throw NonFiniteError(scales_argument, "the scales it gives (up to " + detail::show_number(d_max) + " in this group) stretch the " +
+                                           "weight group at " + where + " beyond float's range: too large for this layer's weights");
+}
 
 }  // namespace ttq

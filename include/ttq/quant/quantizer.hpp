@@ -83,7 +83,8 @@ class Quantizer {
   /// Quantizes `w * diag(col_scale)` with the reference quantizer (quant/reference.hpp; an
   /// operator quantizes on its backend instead, with identical codes). w: [rows, cols], finite.
   /// col_scale: empty (all ones) or length cols, finite and positive. Returns the codes and
-  /// group parameters.
+  /// group parameters. A group whose range max - min (scaled) overflows float is a NonFiniteError
+  /// naming `weight` (its own range overflows) or `col_scale`.
   QuantizedMatrix quantize(ConstMatrixView w, std::span<const float> col_scale = {}) const {
     detail::require_valid_view(w, "weight");
     const QuantConfig c = config(w.cols);
@@ -95,7 +96,9 @@ class Quantizer {
         detail::require_range(col_scale[j] > 0.0f, "col_scale", "positive scales",
                               std::to_string(col_scale[j]) + " at channel " + std::to_string(j));
     }
-    return reference_quantize(c, w, col_scale, {});
+    QuantizedMatrix q = reference_quantize(c, w, col_scale, {});
+    require_representable_groups(q, w, col_scale, "col_scale");  // a range past float's would decode to NaN
+    return q;
   }
 
   /// Q(W D) D^-1 (paper Eq. 20) as a dense matrix: the effective weight this quantizer gives

@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
@@ -86,6 +88,39 @@ inline std::vector<float> exponent_scales(const std::vector<double>& s, double a
   return out;
 }
 
+namespace detail {
+
+/// The largest |x| the adaptive exponent accepts: 2^64, whose square is float's 2^128 (just past
+/// FLT_MAX). The candidate errors weigh channel j by c_j = mean_t x_tj^2, which the SIMD backend
+/// carries in fp32 (c_j / D_j^2); an activation whose square is no float would make every error
+/// Inf or NaN. (The statistics themselves are double sums and never overflow.)
+inline constexpr float kMaxAdaptiveActivation = 18446744073709551616.0f;  // 2^64
+
+/// Throws unless every element of X is finite with |x| < 2^64: NonFiniteError naming `x` and the
+/// first offending element. One pass over the exponent bits, as all_finite (vectorized).
+inline void require_activation_squares_in_float(ConstMatrixView x) {
+  constexpr std::uint32_t kLimitExponent = (127u + 64u) << 23;  // the biased exponent of 2^64
+  std::uint32_t too_large = 0;
+  for (Index r = 0; r < x.rows; ++r) {
+    const float* row = x.row(r);
+    for (Index c = 0; c < x.cols; ++c) {
+      std::uint32_t bits;
+      std::memcpy(&bits, row + c, sizeof bits);
+      too_large |= static_cast<std::uint32_t>((bits & 0x7f800000u) >= kLimitExponent);
+    }
+  }
+  if (too_large == 0) return;
+  require_finite(x, "x");  // NaN and Inf get the usual message
+  for (Index r = 0; r < x.rows; ++r)
+    for (Index c = 0; c < x.cols; ++c)
+      if (std::fabs(x(r, c)) >= kMaxAdaptiveActivation)
+        throw NonFiniteError("x", "element (" + std::to_string(r) + ", " + std::to_string(c) + ") is " + show_number(x(r, c)) +
+                                      ": its square overflows float, and the adaptive exponent weighs each channel's error by "
+                                      "its mean square; |x| must stay below 2^64 (about 1.8e19)");
+}
+
+}  // namespace detail
+
 /// Correlation policy choosing D = normalised s^a with a picked from a grid per requantization.
 /// P as in DiagCorrelation (1, 2, InfNorm, integer, or Dynamic).
 template <int P = 1>
@@ -126,6 +161,9 @@ class AdaptiveExponent {
   /// blocks over threads; the statistics do not depend on it.
   void observe(ConstMatrixView x, const ChannelStatsKernel& kernel, const RangeRunner& run = {}) {
     clip_.require_bound();
+    // Before any statistic changes: an X the errors cannot weigh is refused here, not in plan().
+    detail::require_valid_view(x, "x");
+    detail::require_activation_squares_in_float(x);
     stats_.observe(x, kernel);  // validates X
     clip_.observe(x, run);
   }
@@ -145,7 +183,8 @@ class AdaptiveExponent {
 
   /// The exponent of the last plan (nullopt before any token was observed).
   std::optional<double> chosen_exponent() const { return chosen_; }
-  /// E_a of the last plan, one per grid point (empty before any token was observed).
+  /// E_a of the last plan, one per grid point (empty before any token was observed); Inf or NaN
+  /// for a candidate that overflowed float (never chosen).
   const std::vector<double>& candidate_errors() const { return errors_; }
 
   /// D_a for the statistics so far (spec: normalised s^a, floored).
@@ -162,23 +201,44 @@ class AdaptiveExponent {
     const ConstMatrixView measured = step == 1 ? context.weight : context.weight.row_sample(step);
     // The best candidate so far lives in context.output, the one being measured in candidate_:
     // a better one is swapped in, so no quantization is copied or allocated in steady state.
+    // A candidate whose error is not finite -- its scaled weights w D_a, a group's range or the
+    // weighted errors overflowed float -- is never chosen (its error reads Inf or NaN); if none
+    // is finite, the plan fails naming the activations, which gave the scales and the weights c.
     ScalePlan best;
     double best_error = std::numeric_limits<double>::infinity();
     for (double a : options_.grid) {
       std::vector<float> d = scales_for(s, a);
-      const double error = context.quantize(measured, d, {}, c, candidate_);
+      double error = std::numeric_limits<double>::infinity();
+      try {
+        error = context.quantize(measured, d, {}, c, candidate_);
+      } catch (const NonFiniteError&) {  // a scaled weight w_ij D_a,j overflowed (W itself is finite)
+      }
       errors_.push_back(error);
-      if (error < best_error) {  // strict: ties keep the smaller-index exponent
+      if (error < best_error) {  // strict: ties keep the smaller-index exponent; NaN and Inf never win
         best_error = error;
         best.scales = std::move(d);
         std::swap(candidate_, context.output);
         chosen_ = a;
       }
     }
-    if (clip_.enabled()) {  // quantizes the whole weight with the chosen clips
-      best.group_clip = clip_.search(context, best.scales, c);
-    } else if (step > 1) {  // the winner, measured on a subset of rows, quantized in full once
-      context.quantize(context.weight, best.scales, {}, {}, context.output);
+    if (!chosen_) {
+      const auto largest = std::max_element(c.begin(), c.end());
+      throw NonFiniteError("x", "no exponent of the grid quantizes this layer within float's range (the scaled weights, "
+                                "their groups' ranges or the weighted errors overflow; largest mean square x^2 " +
+                                    detail::show_number(*largest) + " at channel " + std::to_string(largest - c.begin()) +
+                                    "): the activations are too large for this layer's weights");
+    }
+    try {
+      if (clip_.enabled()) {  // quantizes the whole weight with the chosen clips
+        best.group_clip = clip_.search(context, best.scales, c);
+      } else if (step > 1) {  // the winner, measured on a subset of rows, quantized in full once
+        context.quantize(context.weight, best.scales, {}, {}, context.output);
+      }
+    } catch (const NonFiniteError&) {  // a scaled weight of a row the candidates were not measured on
+      const double a = *chosen_;
+      chosen_.reset();
+      throw NonFiniteError("x", "the scales of the chosen exponent " + detail::show_number(a) +
+                                    " stretch a weight beyond float's range: the activations are too large for this layer's weights");
     }
     best.quantized = true;
     return best;

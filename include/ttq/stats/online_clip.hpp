@@ -142,6 +142,9 @@ class OnlineClipSearch {
     const ConstMatrixView w = context.weight;
     const Index rows = w.rows, cols = w.cols, group = context.config.group;
     const Index groups = (cols + group - 1) / group;
+    // The scales are indexed per column below: a plan without them must not get this far.
+    detail::require_shape(static_cast<Index>(scales.size()) == cols, "scales", "[d_in] = [" + std::to_string(cols) + "]", 1,
+                          static_cast<Index>(scales.size()));
     if (options_.objective == ClipObjective::block)
       detail::require_range(group == group_ && cols == d_in_, "group", "the group the clip search was bound with (" +
                                                                            std::to_string(group_) + ")", std::to_string(group));
@@ -264,7 +267,9 @@ class OnlineClipSearch {
     }
   }
 
-  // Keeps the better ratio of (row, group) k for an error measured with grid index ci.
+  // Keeps the better ratio of (row, group) k for an error measured with grid index ci. A NaN or
+  // Inf error never wins: a (row, group) without a finite error keeps the first ratio (1.0 on
+  // the default grid, no clip), the documented fallback (docs/numerics.md, "Error policy").
   void keep_if_better(std::size_t k, double error, std::size_t ci) {
     if (error < best_error_[k]) {  // strict: ties keep the earlier (larger) ratio
       best_error_[k] = error;
