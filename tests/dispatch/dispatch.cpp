@@ -286,3 +286,17 @@ TEST_CASE("TTQ_ISA chooses the active ISA", "[.][dispatch-env]") {
   REQUIRE(env != nullptr);
   CHECK(backend::active_isa() == backend::parse_isa(env));
 }
+
+// Run by CTest in its own process with TTQ_ISA=bogus (read once per process).
+TEST_CASE("a bad TTQ_ISA is an error naming TTQ_ISA, not the argument 'isa' (issue 27)", "[.][dispatch-env-bad]") {
+  const char* env = std::getenv("TTQ_ISA");
+  REQUIRE(env != nullptr);
+  REQUIRE(std::string(env) == "bogus");
+  try {
+    (void)backend::active_isa();
+    FAIL("TTQ_ISA=bogus accepted");
+  } catch (const RangeError& e) {
+    CHECK(e.argument() == "TTQ_ISA");
+    CHECK(std::string(e.what()) == "ttq: argument 'TTQ_ISA': expected scalar, avx2, avx512, neon or neon-dotprod, got 'bogus'");
+  }
+}

@@ -286,6 +286,21 @@ TEST_CASE("TTQ_NUM_THREADS is parsed strictly: a bad value is an error naming it
   else ::unsetenv("TTQ_NUM_THREADS");
 }
 
+// Run by CTest in its own process with TTQ_HUGE_PAGES=yes (read once per process).
+TEST_CASE("TTQ_HUGE_PAGES other than 0 or 1 is an error naming it, before any kernel runs (issue 27)",
+          "[.][huge-pages-env]") {
+  const char* env = std::getenv("TTQ_HUGE_PAGES");
+  REQUIRE(env != nullptr);
+  REQUIRE(std::string(env) == "yes");
+  try {
+    OnlineAWQ<Q3> op(test::normal_matrix(8, 32, 85u), {});
+    FAIL("TTQ_HUGE_PAGES=yes accepted");
+  } catch (const RangeError& e) {
+    CHECK(e.argument() == "TTQ_HUGE_PAGES");
+  }
+  CHECK_THROWS_AS(backend::current_executor(), RangeError);
+}
+
 TEST_CASE("a weight group whose range exceeds float's is an error naming the weight, not a NaN blamed on x (issue 27)",
           "[op][errors][issue27]") {
   RowMatrix w = test::normal_matrix(8, 64, 81u);

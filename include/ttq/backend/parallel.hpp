@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -251,9 +252,37 @@ inline int default_thread_count() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+namespace detail {
+
+/// TTQ_HUGE_PAGES, read once: 1 (or unset, or empty) asks the OS for transparent huge pages for
+/// large packed buffers, 0 does not (simd/detail/layout.hpp); anything else is `invalid`.
+enum class HugePages { on, off, invalid };
+inline HugePages huge_pages_setting() noexcept {
+  static const HugePages setting = [] {
+    const char* env = std::getenv("TTQ_HUGE_PAGES");
+    if (env == nullptr || *env == '\0') return HugePages::on;
+    const std::string_view value(env);
+    return value == "1" ? HugePages::on : value == "0" ? HugePages::off : HugePages::invalid;
+  }();
+  return setting;
+}
+
+/// Throws RangeError naming TTQ_HUGE_PAGES for a value other than 0 or 1 ("off", "false", "yes"
+/// would otherwise leave huge pages on without a word). Called by current_executor(), which
+/// every kernel calls on the caller's thread before it allocates.
+inline void require_valid_huge_pages() {
+  if (huge_pages_setting() != HugePages::invalid) return;
+  const char* env = std::getenv("TTQ_HUGE_PAGES");
+  ttq::detail::require_range(false, "TTQ_HUGE_PAGES", "0 or 1 (or unset)", "'" + std::string(env != nullptr ? env : "") + "'");
+}
+
+}  // namespace detail
+
 /// The executor kernels use now: the one given to set_executor(), else a default pool of
-/// default_thread_count() threads, created on first use.
+/// default_thread_count() threads, created on first use. Throws RangeError for a bad
+/// TTQ_NUM_THREADS or TTQ_HUGE_PAGES.
 inline std::shared_ptr<const Executor> current_executor() {
+  detail::require_valid_huge_pages();
   auto& slot = detail::executor_slot();
   std::lock_guard<std::mutex> lock(slot.mutex);
   if (!slot.executor) slot.executor = std::make_shared<const Executor>(thread_pool_executor(default_thread_count()));

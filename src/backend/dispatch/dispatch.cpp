@@ -41,6 +41,13 @@ bool compiled_in(Isa isa) {
   return false;
 }
 
+// An error's message without its "ttq: argument '...': " prefix, to name another argument.
+std::string without_argument(const Error& e) {
+  const std::string message = e.what();
+  const std::string prefix = "ttq: argument '" + e.argument() + "': ";
+  return message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
+}
+
 // The ISA set_active_isa() chose, or -1 until TTQ_ISA / best_isa() decide at first use.
 std::atomic<int> g_active{-1};
 
@@ -120,8 +127,16 @@ Isa active_isa() {
   if (current < 0) {
     Isa chosen = best_isa();
     if (const char* env = std::getenv("TTQ_ISA"); env != nullptr && *env != '\0') {
-      chosen = parse_isa(env);
-      (void)isa_kernels(chosen);  // a TTQ_ISA this CPU cannot run is an error, not a silent fallback
+      // A TTQ_ISA this build or CPU cannot run is an error, not a silent fallback; its message
+      // names the variable, which the user set, not the argument 'isa' of parse_isa.
+      try {
+        chosen = parse_isa(env);
+        (void)isa_kernels(chosen);
+      } catch (const RangeError& e) {
+        throw RangeError("TTQ_ISA", without_argument(e));
+      } catch (const StateError& e) {
+        throw StateError("TTQ_ISA", without_argument(e));
+      }
     }
     int expected = -1;
     g_active.compare_exchange_strong(expected, static_cast<int>(chosen), std::memory_order_acq_rel);

@@ -67,16 +67,11 @@ inline void prefetch_chunk_ahead(const std::uint8_t* chunk) {
 }
 
 /// Whether large buffers ask the OS for transparent huge pages: on unless TTQ_HUGE_PAGES=0 (read
-/// once). Decode streams the packed weights from DRAM, and with 4 KiB pages every 4 KiB of them
-/// costs a TLB miss and a page walk; huge pages made cold 4096x4096 decode 1.1-2x faster on the
-/// development machine (docs/performance.md, "Huge pages").
-inline bool huge_pages_enabled() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("TTQ_HUGE_PAGES");
-    return env == nullptr || std::string_view(env) != "0";
-  }();
-  return enabled;
-}
+/// once; any value but 0 and 1 is refused by current_executor(), on the caller's thread, before a
+/// kernel allocates: backend/parallel.hpp). Decode streams the packed weights from DRAM, and with
+/// 4 KiB pages every 4 KiB of them costs a TLB miss and a page walk; huge pages made cold
+/// 4096x4096 decode 1.1-2x faster on the development machine (docs/performance.md, "Huge pages").
+inline bool huge_pages_enabled() noexcept { return ttq::backend::detail::huge_pages_setting() != ttq::backend::detail::HugePages::off; }
 
 inline constexpr std::size_t kHugePage = std::size_t{2} << 20;
 
