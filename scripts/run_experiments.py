@@ -30,6 +30,11 @@ Experiments, in the order they run (the lead needs the first ones first):
               AWQ+clip, TTQ auto and TTQ+clip block at 2/3/4 bits x group 32/64/128 x both protocols,
               on a WikiText-2 prefix (SMOLLM2_TOKENS; the whole split would take days on 2 cores)
 
+Exit status 1 when a configuration failed (the tool exited non-zero, or exited 0 without a JSON
+result: nothing is recorded for it, and a rerun retries it) or a result could not be written to
+the results file (a full disk: the partial line is cut off and the run stops). A run is a success
+only when every configuration it ran is in the file.
+
 The grid lives in this file only; make_results.py imports it (`configs`, `choose_fixed`) so the
 tables always describe exactly what was run.
 """
@@ -498,21 +503,53 @@ def git_describe() -> str:
         return "unknown"
 
 
-def run_stage(stage: str, tool: str, path: str, results: dict[str, dict], dry: bool, provenance: tuple[str, str]) -> int:
+def run_stage(stage: str, tool: str, path: str, results: dict[str, dict], dry: bool,
+              provenance: tuple[str, str]) -> tuple[int, int]:
+    """Run one stage; return (succeeded, failed)."""
     todo_all = configs(stage, results)
     if stage == "sweep":
-        ran = run_list(stage, todo_all, tool, path, results, dry, provenance)
+        ok, failed = run_list(stage, todo_all, tool, path, results, dry, provenance)
         # The re-check depends on the sweep's ranking: build it now.
-        ran += run_list("sweep-recheck", configs("sweep-recheck", results), tool, path, results, dry, provenance)
+        ok2, failed2 = run_list("sweep-recheck", configs("sweep-recheck", results), tool, path, results, dry, provenance)
         best, _ = choose_fixed(results)
         if best:
             print(f"[sweep] chosen fixed setting: p={num(best[0])} alpha={num(best[1])} lambda={num(best[2])}")
-        return ran
+        return ok + ok2, failed + failed2
     return run_list(stage, todo_all, tool, path, results, dry, provenance)
 
 
-def run_list(stage, cfgs, tool, path, results, dry, provenance) -> int:
-    """Run the configurations of `cfgs` not yet in `results`; return how many succeeded."""
+def append_record(path: str, line: str) -> None:
+    """Append one JSON line to the results and make sure it reached the disk. On a write error
+    (a full disk) the file is cut back to its previous length, so no partial line is kept, and
+    the error is raised: a record that was not written must not count as a result."""
+    with open(path, "a") as f:
+        before = f.tell()
+        try:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            try:
+                f.truncate(before)
+            except OSError:
+                pass
+            raise
+
+
+def parse_result(stdout: str) -> dict | None:
+    """The tool's JSON object (its last line of stdout), or None when there is none."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return None
+    try:
+        rec = parse_tool_json(lines[-1])
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) and "ppl" in rec else None
+
+
+def run_list(stage, cfgs, tool, path, results, dry, provenance) -> tuple[int, int]:
+    """Run the configurations of `cfgs` not yet in `results`; return (succeeded, failed)."""
     seen = set()
     todo = []
     for c in cfgs:
@@ -533,12 +570,19 @@ def run_list(stage, cfgs, tool, path, results, dry, provenance) -> int:
         if proc.returncode != 0:
             print(f"  FAILED ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr.strip()}", file=sys.stderr)
             continue
-        rec = parse_tool_json(proc.stdout.strip().splitlines()[-1])
+        rec = parse_result(proc.stdout)
+        if rec is None:  # exit 0 without a result is a failure, never an empty record
+            print(f"  FAILED (exit 0 but no JSON result on stdout): {shlex.join(cmd)}\n{proc.stderr.strip()}",
+                  file=sys.stderr)
+            continue
         rec.update({"experiment": c.experiment, "key": c.key, "repeat": c.repeat,
                     "command": shlex.join([os.path.relpath(tool, ROOT)] + c.args + ["--json"]), "eval_text": c.text, "tool_commit": provenance[0], "tool_sha256": provenance[1],
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        with open(path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        try:
+            append_record(path, json.dumps(rec) + "\n")
+        except OSError as e:
+            print(f"run_experiments: cannot write the result to {path}: {e}", file=sys.stderr)
+            raise SystemExit(1)
         results[c.key] = rec
         ok += 1
         elapsed = time.time() - t0
@@ -546,9 +590,10 @@ def run_list(stage, cfgs, tool, path, results, dry, provenance) -> int:
         print(f"  [{stage} {i}/{len(todo)}] {rec['label']:<44} {c.bits}b g{c.group:<3} {c.text:<11} "
               f"{c.protocol:<6} ppl {rec['ppl']:>10.4f}  {rec['seconds']:6.1f} s  (eta {eta / 60:.1f} min)",
               flush=True)
-    if len(todo) - ok and not dry:
-        print(f"[{stage}] {len(todo) - ok} configurations failed (not recorded; retried on the next run)")
-    return ok
+    failed = 0 if dry else len(todo) - ok
+    if failed:
+        print(f"[{stage}] {failed} configurations failed (not recorded; retried on the next run)")
+    return ok, failed
 
 
 def main() -> int:
@@ -577,10 +622,16 @@ def main() -> int:
             print(f"run_experiments: unknown stage '{s}' (known: {', '.join(STAGES)})", file=sys.stderr)
             return 2
     t0 = time.time()
-    total = 0
+    total = failed = 0
     for s in stages:
-        total += run_stage(s, tool, path, results, args.dry_run, (commit, tool_sha))
+        ok, bad = run_stage(s, tool, path, results, args.dry_run, (commit, tool_sha))
+        total += ok
+        failed += bad
     print(f"done: {total} successful runs in {(time.time() - t0) / 60:.1f} min; results in {args.results}")
+    if failed:
+        # A run with failed configurations is not a success, whatever else it recorded.
+        print(f"run_experiments: {failed} configurations failed; rerun to retry them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,6 +4,9 @@
 # succeed with valid output. One group of cases per class of defect:
 #   1 a result computed from nothing   2 numbers parsed loosely   3 degenerate configurations
 #   4 messages that blame the wrong thing   5 output that is not what it claims
+# and of issue 27:
+#   6 finite input that overflowed (a crafted model)   7 output that was not written
+#   8 input read without bound   9 smaller ones (environment variables, data, end of text)
 # Usage: cli_errors.sh TTQ_PPL TTQ_GENERATE TTQ_COMPARE TTQ_LAYER_ERROR DATA_DIR
 set -u
 ppl=$1 gen=$2 cmp=$3 lay=$4 data=$5
@@ -152,6 +155,84 @@ expect_ok "ppl: static AWQ reports the tokens it calibrated and searched on" '"c
   "$ppl" "${small[@]}" --method awq --calib-tokens 64 --json
 expect_ok "ppl: a document budget" 'perplexity [0-9]' "$ppl" --limit-tokens 300 --ctx 64
 expect_ok "layer-error: per-channel" '^\| 5 \|' "$lay" --group 0 --tokens 16
+
+# --- 6. Finite input whose intermediates overflow: an error naming the activations, never a
+# crash (issue 27). A crafted copy of stories260K whose first attention norm weight is 1e20: the
+# activations entering the q/k/v projections reach 1e20, whose square is no float.
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if command -v python3 >/dev/null; then
+  python3 "$script_dir/patch_gguf_tensor.py" "$data/stories260K.gguf" "$tmp/norm1e20.gguf" blk.0.attn_norm.weight 1e20
+  expect_error "ppl: activations of 1e20 with --clip block" "argument 'x': element .* is -?[0-9.]+e\+(19|20): its square overflows float" \
+    "$ppl" --model "$tmp/norm1e20.gguf" "${small[@]}" --clip block
+  expect_error "ppl: activations of 1e20 with --clip diag" "argument 'x': .*square overflows float" \
+    "$ppl" --model "$tmp/norm1e20.gguf" "${small[@]}" --clip diag
+  expect_error "ppl: activations of 1e20, no clip (not an error about 'scales')" "argument 'x': .*square overflows float" \
+    "$ppl" --model "$tmp/norm1e20.gguf" "${small[@]}"
+  expect_error "generate: activations of 1e20 with --clip block" "argument 'x': .*square overflows float" \
+    "$gen" --model "$tmp/norm1e20.gguf" --clip block -n 4 --no-fp32
+else
+  echo "note: python3 not found; the crafted-model cases are skipped"
+fi
+
+# --- 7. Output that was not written is not success: exit status 1 and a message (issue 27).
+# expect_unwritten NAME REDIRECT CMD...: REDIRECT is "full" (stdout on /dev/full) or "closed".
+expect_unwritten() {
+  local name=$1 how=$2
+  shift 2
+  local rc
+  if [[ $how == full ]]; then
+    "$@" >/dev/full 2>"$tmp/err"
+    rc=$?
+  else
+    "$@" >&- 2>"$tmp/err"
+    rc=$?
+  fi
+  if [[ $rc -eq 1 ]] && grep -Eq -- "cannot write the output to stdout" "$tmp/err"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL: $name: exit $rc (want 1), stderr must say the output could not be written"
+    echo "  stderr: $(head -c 600 "$tmp/err")"
+  fi
+}
+if [[ -w /dev/full ]]; then
+  expect_unwritten "ppl --json on a full disk" full "$ppl" "${small[@]}" --json
+  expect_unwritten "ppl (text) on a full disk" full "$ppl" "${small[@]}"
+  expect_unwritten "generate --json on a full disk" full "$gen" -n 4 --no-fp32 --json
+  expect_unwritten "layer-error on a full disk" full "$lay" --random --d-in 32 --d-out 16 --tokens 8
+  expect_unwritten "compare --help on a full disk" full "$cmp" --help
+fi
+expect_unwritten "ppl --json with stdout closed" closed "$ppl" "${small[@]}" --json
+expect_unwritten "generate with stdout closed" closed "$gen" -n 4 --no-fp32
+expect_unwritten "layer-error with stdout closed" closed "$lay" --random --d-in 32 --d-out 16 --tokens 8
+
+# --- 8. No input is read without bound (issue 27): only regular files, at most 256 MiB of text.
+# (A time limit: before the bound, /dev/zero was read until memory ran out, and a FIFO blocked.)
+mkfifo "$tmp/fifo"
+truncate -s 300M "$tmp/huge.txt"  # sparse: no disk used
+expect_error "ppl: --text /dev/zero" "--text: '/dev/zero' is not a regular file" timeout 20 "$ppl" --text /dev/zero --limit-tokens 128
+expect_error "ppl: --text a FIFO" "--text: '.*fifo' is not a regular file" timeout 20 "$ppl" --text "$tmp/fifo" --limit-tokens 128
+expect_error "ppl: --calib-text /dev/zero" "--calib-text: '/dev/zero' is not a regular file" \
+  timeout 20 "$ppl" "${small[@]}" --method awq --calib-text /dev/zero
+expect_error "ppl: a 300 MiB --text" "--text: '.*huge\.txt' is 314572800 bytes, more than the 256 MiB" \
+  timeout 20 "$ppl" --text "$tmp/huge.txt" --limit-tokens 128
+
+# --- 9. Smaller ones (issue 27).
+expect_error "ppl: TTQ_ISA=bogus names the variable" "argument 'TTQ_ISA': expected scalar, avx2" env TTQ_ISA=bogus "$ppl" "${small[@]}"
+expect_error "ppl: TTQ_HUGE_PAGES=yes" "argument 'TTQ_HUGE_PAGES': expected 0 or 1" env TTQ_HUGE_PAGES=yes "$ppl" "${small[@]}"
+expect_ok "ppl: TTQ_HUGE_PAGES=0" '"ppl": [0-9]' env TTQ_HUGE_PAGES=0 "$ppl" "${small[@]}" --json
+# FP32 and the TTQ methods do not need the bundled WikiText (only static AWQ's default calibration).
+mkdir "$tmp/no_wikitext"
+data_abs=$(cd "$data" && pwd)
+ln -s "$data_abs/stories260K.gguf" "$data_abs/tinystories-valid.head32k.txt" "$tmp/no_wikitext/"
+expect_ok "ppl: --method fp32 without the bundled WikiText" '"ppl": [0-9]' \
+  "$ppl" --data-dir "$tmp/no_wikitext" --method fp32 --ctx 32 --limit-tokens 128 --json
+expect_ok "ppl: --method ttq without the bundled WikiText" '"ppl": [0-9]' \
+  "$ppl" --data-dir "$tmp/no_wikitext" --ctx 32 --limit-tokens 128 --json
+expect_error "ppl: --method awq without the bundled WikiText names it" "wikitext-2-raw\.test\.txt' not found" \
+  "$ppl" --data-dir "$tmp/no_wikitext" --method awq --ctx 32 --limit-tokens 128
+# ttq-generate stops at the end of the text: stories260K ends a story with BOS (token 1).
+expect_ok "generate: stops at the model's end of text" '"stop_reason": "(bos|eos)"' "$gen" --no-fp32 --json -n 400 --method fp32
 
 echo "tests/tools/cli_errors.sh: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

@@ -3,11 +3,16 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <charconv>
+#include <filesystem>
+#include <fstream>
 #include <system_error>
+#include <vector>
 
 #include <ttq/backend/parallel.hpp>
 
@@ -80,6 +85,46 @@ std::int64_t Flags::get_int(const std::string& key, std::int64_t fallback, std::
     throw LlamaError("--" + key + ": expected an integer in " + std::to_string(min) + ".." + std::to_string(max) + ", got '" +
                      value + "'");
   return v;
+}
+
+std::string read_text(const std::string& flag, const std::string& path) {
+  const auto fail = [&](const std::string& message) -> void { throw LlamaError(flag.empty() ? message : flag + ": " + message); };
+  // A directory opens as a stream that reads as nothing, a device or a FIFO as one that never
+  // ends (/dev/zero): only a regular file is read, and only so much of it.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) fail("cannot open '" + path + "': no such file");
+  if (std::filesystem::is_directory(status)) fail("'" + path + "' is a directory, not a text file");
+  if (!std::filesystem::is_regular_file(status))
+    fail("'" + path + "' is not a regular file (a device, FIFO or socket): texts are read from regular files only");
+  const auto too_large = [&](const std::string& size) {
+    fail("'" + path + "' is " + size + ", more than the " + std::to_string(kMaxTextBytes >> 20) +
+         " MiB the tools read as a text (docs/tools.md); pass a shorter extract");
+  };
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxTextBytes) too_large(std::to_string(size) + " bytes");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open '" + path + "'");
+  std::string text;
+  if (!ec) text.reserve(static_cast<std::size_t>(size));
+  std::vector<char> buffer(std::size_t{1} << 16);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    text.append(buffer.data(), static_cast<std::size_t>(in.gcount()));
+    if (text.size() > kMaxTextBytes) too_large("over " + std::to_string(kMaxTextBytes) + " bytes (more than its size said)");
+  }
+  if (in.bad()) fail("cannot read '" + path + "'");
+  return text;
+}
+
+int finish_output(const char* tool, int status) {
+  errno = 0;
+  const bool flushed = std::fflush(stdout) == 0;
+  const int flush_error = errno;
+  if (flushed && !std::ferror(stdout)) return status;
+  std::fprintf(stderr, "%s: cannot write the output to stdout: %s\n", tool,
+               flush_error != 0 ? std::strerror(flush_error) : "a write failed");
+  return 1;
 }
 
 const std::set<std::string>& runtime_flags() {

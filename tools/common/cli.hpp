@@ -49,6 +49,23 @@ ParallelFor runner_parallel();
 /// `name` in the bundled data folder (--data-dir, else $TTQ_DATA_DIR, else the install's).
 std::string data_file(const Flags& flags, const std::string& name);
 
+/// The largest text the tools read (--text, --calib-text, the bundled texts): 256 MiB, 200 times
+/// the bundled WikiText-2 test text. A text is held whole with its tokens (about as many bytes
+/// again) while the windows are cut; beyond the bound a file is refused before it is read, as a
+/// device (/dev/zero) or a FIFO is.
+inline constexpr std::uintmax_t kMaxTextBytes = std::uintmax_t{256} << 20;
+/// The whole text file at `path`, read with a bound: a missing file, a directory, anything but a
+/// regular file, and a file of more than kMaxTextBytes (by its size, and while reading: a file
+/// that grows, or a /proc file that claims 0 bytes) are a LlamaError prefixed by `flag` ("--text";
+/// "" for a bundled file). Never reads more than kMaxTextBytes + 1 bytes.
+std::string read_text(const std::string& flag, const std::string& path);
+
+/// The end of a tool's run: flushes stdout and checks that everything printed reached it (not a
+/// full disk, a closed stdout or another write error). Returns `status` if so; otherwise prints
+/// "<tool>: cannot write the output to stdout: <reason>" on stderr and returns 1, so that a
+/// result that was not written is never reported as success (docs/tools.md, exit codes).
+int finish_output(const char* tool, int status = 0);
+
 /// The ranges of the method flags (docs/tools.md, "Strict flags"). The exponent and the norm
 /// order are bounded so that the statistic D = c^alpha (c <= d_in) and the p-norm sums stay far
 /// from float/double overflow. (Groups below kMinGroup: see ttq_linear.hpp.)

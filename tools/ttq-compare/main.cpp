@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
           "  online clip search (--clip, default block; none leaves the row out) at 2/3/4 bits on the bundled\n"
           "  TinyStories sample (46 documents) and the first --wikitext-tokens tokens of the bundled WikiText-2\n"
           "  test text (default 16384).");
-      return 0;
+      return cli::finish_output("ttq-compare");
     }
   try {
     std::set<std::string> valued{"model", "wikitext-tokens", "calib-tokens", "group", "protocol", "clip"};
@@ -64,8 +64,8 @@ int main(int argc, char** argv) {
     check_group(group);
     const std::string stories_path = cli::data_file(flags, "tinystories-valid.head32k.txt");
     const std::string wiki_path = cli::data_file(flags, "wikitext-2-raw.test.txt");
-    const std::string stories = read_text_file(stories_path);
-    const std::string wiki = read_text_file(wiki_path);
+    const std::string stories = cli::read_text("", stories_path);
+    const std::string wiki = cli::read_text("", wiki_path);
     const auto story_windows = make_windows(tokenizer, stories, {"<|endoftext|>", 512, 0, "'" + stories_path + "'"});
     const auto wiki_windows = make_windows(tokenizer, wiki, {std::nullopt, 512, wikitext_tokens, "'" + wiki_path + "' (--wikitext-tokens)"});
     const std::vector<Corpus> corpora{{"TinyStories (" + std::to_string(story_windows.size()) + " documents)", story_windows, wiki_windows},
@@ -129,5 +129,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ttq-compare: %s\n", e.what());
     return 2;
   }
-  return 0;
+  return cli::finish_output("ttq-compare");
 }

@@ -21,6 +21,9 @@ struct Generation {
   double setup_seconds = 0.0;    // building the model's projections (and static AWQ's calibration)
   double prefill_seconds = 0.0;  // the prompt: calibration (TTQ's per-prompt plan) and forward
   double seconds = 0.0;          // decode steps only
+  // Why decoding stopped: "eos" or "bos" (the model ended the text), "tokens" (the -n budget),
+  // "context" (the model's context is full).
+  std::string stop_reason = "tokens";
 };
 
 double since(std::chrono::steady_clock::time_point start) {
@@ -43,11 +46,20 @@ Generation generate(const GgufFile& file, const Tokenizer& tokenizer, const Meth
   std::vector<float> last(logits.row(logits.tokens - 1).begin(), logits.row(logits.tokens - 1).end());
   int previous = prompt.back();
   const auto start = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps && model.position() < model.config().context_length; ++i) {
+  for (int i = 0; i < steps; ++i) {
+    if (model.position() >= model.config().context_length) {
+      g.stop_reason = "context";
+      break;
+    }
     int next = 0;
     for (int v = 1; v < static_cast<int>(last.size()); ++v)
       if (last[static_cast<std::size_t>(v)] > last[static_cast<std::size_t>(next)]) next = v;
-    if (next == tokenizer.eos_id()) break;
+    // The end of the text: EOS, or BOS, which starts a new text (stories260K ends a story with
+    // it and would go on with the next one).
+    if (next == tokenizer.eos_id() || next == tokenizer.bos_id()) {
+      g.stop_reason = next == tokenizer.eos_id() ? "eos" : "bos";
+      break;
+    }
     g.text += tokenizer.decode_piece(previous, next);
     previous = next;
     ++g.tokens;
@@ -66,7 +78,7 @@ int main(int argc, char** argv) {
                   "  --no-fp32                  run only the chosen method (default: FP32 first, as the reference)\n"
                   "  --json                     one JSON object per run on stdout (text, timings, tokens/s)\n%s",
                   cli::method_help().c_str());
-      return 0;
+      return cli::finish_output("ttq-generate");
     }
   try {
     // "-n" is accepted as an alias of --tokens.
@@ -91,7 +103,7 @@ int main(int argc, char** argv) {
     method.borrow_weights = true;  // `file` lives until the end of main: projections use its weights in place
     std::vector<std::vector<int>> calib;
     if (method.method == Method::awq)
-      calib = make_windows(tokenizer, read_text_file(cli::data_file(flags, "wikitext-2-raw.test.txt")),
+      calib = make_windows(tokenizer, cli::read_text("", cli::data_file(flags, "wikitext-2-raw.test.txt")),
                            {std::nullopt, 512, 2000, "the bundled WikiText-2 text (static AWQ's calibration)"});
     {
       // Every flag is checked against the model (group and rank against each projection, the
@@ -117,17 +129,17 @@ int main(int argc, char** argv) {
       const std::string backend = m.method == Method::fp32 ? std::string("eigen fp32") : backend_description(m.backend);
       if (json) {
         std::printf("{\"method\": \"%s\", \"label\": \"%s\", \"bits\": %d, \"group\": %d, \"backend\": \"%s\", "
-                    "\"threads\": %d, \"prompt_tokens\": %zu, \"tokens\": %d, \"setup_seconds\": %.4f, "
+                    "\"threads\": %d, \"prompt_tokens\": %zu, \"tokens\": %d, \"stop_reason\": \"%s\", \"setup_seconds\": %.4f, "
                     "\"prefill_seconds\": %.4f, \"prefill_tokens_per_second\": %.2f, \"decode_seconds\": %.4f, "
                     "\"decode_tokens_per_second\": %.2f, \"total_seconds\": %.4f, \"text\": \"%s\"}\n",
                     method_name(m.method).c_str(), cli::json_escape(describe(m)).c_str(), m.method == Method::fp32 ? 32 : m.bits,
-                    m.group, cli::json_escape(backend).c_str(), threads, prompt.size(), g.tokens, g.setup_seconds,
+                    m.group, cli::json_escape(backend).c_str(), threads, prompt.size(), g.tokens, g.stop_reason.c_str(), g.setup_seconds,
                     g.prefill_seconds, prefill_rate, g.seconds, decode_rate, total, cli::json_escape(g.text).c_str());
       } else {
         std::printf("== %s [%s, %d threads]: prefill %zu tokens in %.3f s (%.1f tokens/s), decode %d tokens in %.3f s "
-                    "(%.1f tokens/s), total %.3f s\n%s%s\n\n",
+                    "(%.1f tokens/s, stopped: %s), total %.3f s\n%s%s\n\n",
                     describe(m).c_str(), backend.c_str(), threads, prompt.size(), g.prefill_seconds, prefill_rate, g.tokens,
-                    g.seconds, decode_rate, total, prompt_text.c_str(), g.text.c_str());
+                    g.seconds, decode_rate, g.stop_reason.c_str(), total, prompt_text.c_str(), g.text.c_str());
       }
       std::fflush(stdout);
     }
@@ -135,5 +147,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ttq-generate: %s\n", e.what());
     return 2;
   }
-  return 0;
+  return cli::finish_output("ttq-generate");
 }

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
                 "  --d-out/--d-in: the shape of the --random layer (1..16384, default 256); --tokens 1..65536;\n"
                 "  --group 0 = per-channel (default 32); --seed 0..4294967295\n"
                 "  default: blk.0.ffn_down.weight of the bundled stories260K (64 x 172: ragged groups)");
-      return 0;
+      return ttq::llama::cli::finish_output("ttq-layer-error");
     }
   try {
     using ttq::llama::cli::Flags;
@@ -120,5 +120,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ttq-layer-error: %s\n", e.what());
     return 2;
   }
-  return 0;
+  return ttq::llama::cli::finish_output("ttq-layer-error");
 }

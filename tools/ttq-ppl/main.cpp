@@ -16,14 +16,8 @@ using namespace ttq::llama;
 
 namespace {
 
-// The file a flag names, the flag named in any error.
-std::string read_input(const char* flag, const std::string& path) {
-  try {
-    return read_text_file(path);
-  } catch (const LlamaError& e) {
-    throw LlamaError(std::string("--") + flag + ": " + e.what());
-  }
-}
+// The file a flag names (bounded: cli::read_text), the flag named in any error.
+std::string read_input(const char* flag, const std::string& path) { return cli::read_text(std::string("--") + flag, path); }
 
 const char* kUsage =
     "usage: ttq-ppl [--model M.gguf] [--text T.txt] [method flags] [--calib-text C.txt --calib-tokens N]\n"
@@ -48,7 +42,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--help") {
       std::printf("%s%s", kUsage, cli::method_help().c_str());
-      return 0;
+      return cli::finish_output("ttq-ppl");
     }
   try {
     std::set<std::string> valued{"model", "text", "calib-text", "calib-tokens", "ctx", "separator", "limit-tokens", "protocol"};
@@ -62,8 +56,6 @@ int main(int argc, char** argv) {
     const std::string model_path = cli::model_path(flags);
     const bool default_text = !flags.has("text");
     const std::string text_path = flags.has("text") ? flags.get("text", "") : cli::data_file(flags, "tinystories-valid.head32k.txt");
-    const std::string calib_path =
-        flags.has("calib-text") ? flags.get("calib-text", "") : cli::data_file(flags, "wikitext-2-raw.test.txt");
     CorpusOptions corpus;
     // Bounded before narrowing; the model's context length is checked once it is loaded.
     corpus.ctx = static_cast<int>(flags.get_int("ctx", 512, 4, 1 << 24));
@@ -73,6 +65,10 @@ int main(int argc, char** argv) {
     else if (default_text) corpus.separator = "<|endoftext|>";
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
     MethodConfig method = cli::method_from_flags(flags);
+    // The bundled WikiText is static AWQ's calibration default only: other methods run without it.
+    const std::string calib_path = method.method != Method::awq ? std::string()
+                                   : flags.has("calib-text")    ? flags.get("calib-text", "")
+                                                                : cli::data_file(flags, "wikitext-2-raw.test.txt");
     method.borrow_weights = true;  // `file` lives until the end of main: projections use its weights in place
     // llm-awq calibrates on 128 samples of 512 tokens; this library's per-projection search on 2,000 tokens.
     const std::int64_t calib_tokens =
@@ -157,5 +153,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ttq-ppl: %s\n", e.what());
     return 2;
   }
-  return 0;
+  return cli::finish_output("ttq-ppl");
 }
