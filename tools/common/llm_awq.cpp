@@ -132,6 +132,13 @@ std::vector<float> search_clamp(const DynamicQuantizer& quantizer, const RowMatr
 
 }  // namespace
 
+void run_blocks(LlamaModel& model, std::span<const int> window) {
+  // No target: the output head (the largest matrix of a small-vocabulary-heavy model) is skipped.
+  const std::vector<int> none(window.size(), kNoTarget);
+  model.reset();
+  (void)model.extend_log_probs(window, none, CalibrationMode::forward_only);
+}
+
 void search_llm_awq(LlamaModel& model, const MethodConfig& config, const std::vector<std::vector<int>>& windows) {
   const LlamaConfig& arch = model.config();
   const DynamicQuantizer quantizer({.bits = config.bits, .group = config.group == 0 ? Index(PerChannel) : Index(config.group)});
@@ -143,8 +150,12 @@ void search_llm_awq(LlamaModel& model, const MethodConfig& config, const std::ve
   std::size_t calibration_tokens = 0;
   for (const auto& w : windows) calibration_tokens += w.size();
   if (calibration_tokens == 0) throw LlamaError("static AWQ (llm-awq): no calibration token");
-  // o is scaled (and its scale searched) only when v and o have the same shape, as llm-awq.
-  const bool scale_o = arch.n_kv_heads == arch.n_heads;
+  // o is scaled (and its scale searched) only when v and o have the same shape, as llm-awq
+  // (not with grouped-query attention, nor when the heads are wider than dim / heads: Gemma 3).
+  const std::vector<ProjectionShape> shapes = projection_shapes(arch);
+  const ProjectionShape& v_shape = shapes[static_cast<std::size_t>(Kind::v)];
+  const ProjectionShape& o_shape = shapes[static_cast<std::size_t>(Kind::o)];
+  const bool scale_o = v_shape.d_out == o_shape.d_out && v_shape.d_in == o_shape.d_in;
   const auto started = std::chrono::steady_clock::now();
 
   struct Plan {
@@ -160,7 +171,7 @@ void search_llm_awq(LlamaModel& model, const MethodConfig& config, const std::ve
       probe(layer, k).recorded().clear();
       probe(layer, k).set_recording(true);
     }
-    for (const auto& w : windows) model.prefill(w, CalibrationMode::forward_only);
+    for (const auto& w : windows) run_blocks(model, w);
     for (Kind k : inputs_of) probe(layer, k).set_recording(false);
     const std::vector<RowMatrix> x_attn = std::move(probe(layer, Kind::q).recorded());
     const std::vector<RowMatrix> x_o = std::move(probe(layer, Kind::o).recorded());

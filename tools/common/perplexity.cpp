@@ -9,18 +9,6 @@
 
 namespace ttq::llama {
 
-namespace {
-
-// -log softmax(row)[target], in double.
-double negative_log_prob(std::span<const float> row, int target) {
-  const double max = *std::max_element(row.begin(), row.end());
-  double z = 0.0;
-  for (float v : row) z += std::exp(static_cast<double>(v) - max);
-  return -(static_cast<double>(row[static_cast<std::size_t>(target)]) - max - std::log(z));
-}
-
-}  // namespace
-
 Protocol parse_protocol(std::string_view name) {
   if (name == "paper") return Protocol::paper;
   if (name == "causal") return Protocol::causal;
@@ -111,17 +99,23 @@ NllSum evaluate_windows(LlamaModel& model, const std::vector<std::vector<int>>& 
     if (protocol == Protocol::paper) {
       sum += score_tokens(model, tokens, CalibrationMode::calibrate_then_forward);
     } else {
-      // Prompt = first half: calibrate on it (and fill the KV cache), then score the rest
-      // with the prompt's quantization. Row h-1 of the prompt pass predicts token h.
+      // Prompt = first half: calibrate on it (and fill the KV cache), then score the rest with
+      // the prompt's quantization. Row t predicts token t + 1: tokens h..n-1 are scored, the
+      // first from the prompt's last row.
       const int h = n / 2;
-      const Logits prompt = model.prefill(std::span<const int>(tokens).first(static_cast<std::size_t>(h)),
-                                          CalibrationMode::calibrate_then_forward);
-      sum.total += negative_log_prob(prompt.row(h - 1), tokens[static_cast<std::size_t>(h)]);
+      const auto window = std::span<const int>(tokens);
+      std::vector<int> targets(static_cast<std::size_t>(h), kNoTarget);
+      targets.back() = tokens[static_cast<std::size_t>(h)];
+      model.reset();
+      const std::vector<double> prompt =
+          model.extend_log_probs(window.first(static_cast<std::size_t>(h)), targets, CalibrationMode::calibrate_then_forward);
+      sum.total -= prompt.back();
       ++sum.count;
-      const Logits rest = model.extend(std::span<const int>(tokens).subspan(static_cast<std::size_t>(h)),
-                                       CalibrationMode::forward_only);
-      for (int t = 0; t + 1 < rest.tokens; ++t) {
-        sum.total += negative_log_prob(rest.row(t), tokens[static_cast<std::size_t>(h + t + 1)]);
+      targets.assign(window.begin() + h + 1, window.end());
+      targets.push_back(kNoTarget);
+      const std::vector<double> rest = model.extend_log_probs(window.subspan(static_cast<std::size_t>(h)), targets, CalibrationMode::forward_only);
+      for (std::size_t t = 0; t + 1 < rest.size(); ++t) {
+        sum.total -= rest[t];
         ++sum.count;
       }
     }
@@ -154,7 +148,7 @@ std::int64_t calibrate_static_awq(LlamaModel& model, QuantizedLinears& linears,
     search_llm_awq(model, linears.config(), used_windows);
   } else {
     linears.begin_awq_calibration();
-    for (const auto& window : used_windows) model.prefill(window, CalibrationMode::forward_only);
+    for (const auto& window : used_windows) run_blocks(model, window);
   }
   linears.finish_awq_calibration();
   model.reset();
