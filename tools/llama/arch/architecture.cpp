@@ -28,9 +28,9 @@ std::string dims_string(const std::vector<std::uint64_t>& dims) {
 }  // namespace
 
 const Architecture& find_architecture(std::string_view name) {
-  for (const Architecture* a : {&llama_architecture()})
+  for (const Architecture* a : {&llama_architecture(), &gemma3_architecture()})
     if (a->name == name) return *a;
-  throw LlamaError(cat("model: general.architecture: expected \"llama\", got \"", name, "\""));
+  throw LlamaError(cat("model: general.architecture: expected \"llama\" or \"gemma3\", got \"", name, "\""));
 }
 
 ModelConfig read_common_config(const GgufFile& file, std::string_view arch) {
@@ -86,7 +86,7 @@ ModelConfig read_common_config(const GgufFile& file, std::string_view arch) {
 
 ModelConfig ModelConfig::from_gguf(const GgufFile& file) {
   const auto arch = file.find_string("general.architecture");
-  if (!arch) throw LlamaError("model: general.architecture: expected \"llama\", got nothing");
+  if (!arch) throw LlamaError("model: general.architecture: expected \"llama\" or \"gemma3\", got nothing");
   const Architecture& a = find_architecture(*arch);
   ModelConfig c = read_common_config(file, a.name);
   a.configure(file, c);

@@ -126,5 +126,6 @@ ModelConfig read_common_config(const GgufFile& file, std::string_view arch);
 
 // The architectures of the registry (one file each in this folder).
 const Architecture& llama_architecture();
+const Architecture& gemma3_architecture();
 
 }  // namespace ttq::llama
