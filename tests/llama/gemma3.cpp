@@ -4,7 +4,8 @@
 // sub-layers (QK-norm, NEOX RoPE with per-layer base, sliding window, GELU-tanh gated FFN,
 // post-norms, embedding scale) against that independent numpy reference; decoding from the KV
 // cache across the window against the batched prefill; the streamed log-softmax against the full
-// logits; lazily grown RoPE tables; and every method and backend of the tools on it.
+// logits; the loader's accounting (block_count, unused tensors, vocabulary against embedding
+// rows, lazily grown RoPE tables); and every method and backend of the tools on it.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -251,6 +252,38 @@ TEST_CASE("NEOX and adjacent-pair RoPE rotate the documented pairs by position x
         CHECK(x.values[static_cast<std::size_t>(8 * h + a)] == Approx(x0 * std::cos(angle) - x1 * std::sin(angle)).margin(1e-5));
         CHECK(x.values[static_cast<std::size_t>(8 * h + b)] == Approx(x0 * std::sin(angle) + x1 * std::cos(angle)).margin(1e-5));
       }
+  }
+}
+
+TEST_CASE("the loader accounts for every tensor and checks the vocabulary against the embedding", "[gemma3][model][hostile]") {
+  SECTION("block_count smaller than the blocks of tensors") {
+    const GgufFile f = read_gguf(tiny_gemma3({.block_count = 2}));
+    CHECK_THROWS_WITH(Model(f), Catch::Contains("wrong number of tensors") && Catch::Contains("blk.2."));
+  }
+  SECTION("block_count larger than the blocks of tensors") {
+    const GgufFile f = read_gguf(tiny_gemma3({.block_count = 4}));
+    CHECK_THROWS_WITH(Model(f), Catch::Contains("blk.3.") && Catch::Contains("absent"));
+  }
+  SECTION("a tensor no block uses") {
+    const GgufFile f = read_gguf(tiny_gemma3({.extra_tensor = true}));
+    CHECK_THROWS_WITH(Model(f), Catch::Contains("rope_freqs.weight"));
+  }
+  SECTION("a missing QK-norm") {
+    const GgufFile f = read_gguf(tiny_gemma3({.drop_q_norm = true}));
+    CHECK_THROWS_WITH(Model(f), Catch::Contains("blk.1.attn_q_norm.weight"));
+  }
+  SECTION("a vocabulary of one string more or fewer than the embedding rows") {
+    for (int strings : {kVocab - 1, kVocab + 1}) {
+      const GgufFile f = read_gguf(tiny_gemma3({.vocabulary_strings = strings}));
+      CHECK_THROWS_WITH(Model(f), Catch::Contains("tokenizer.ggml.tokens") && Catch::Contains(std::to_string(strings)));
+    }
+    CHECK_NOTHROW(Model(read_gguf(tiny_gemma3({.vocabulary_strings = kVocab}))));
+  }
+  SECTION("a claimed context of 2^24 positions costs nothing until used") {
+    Model model(read_gguf(tiny_gemma3({.context_length = 1u << 24})));
+    CHECK(model.config().context_length == (1 << 24));
+    const Logits l = model.prefill(kTokens);
+    CHECK(max_abs_diff(l.row(11), Model(tiny_file()).prefill(kTokens).row(11)) == 0.0f);
   }
 }
 

@@ -44,14 +44,22 @@ float max_abs_diff(std::span<const float> a, std::span<const float> b) {
   return m;
 }
 
-// Rebuilds stories260K as a GGUF with only the model's metadata and a chosen set of tensors.
-ttq::llama::test::Bytes rebuilt_model(const std::function<bool(const GgufTensor&)>& keep) {
+// Rebuilds stories260K as a GGUF with only the model's metadata and a chosen set of tensors
+// (optionally a different block_count, and a vocabulary of `vocabulary_strings` strings).
+ttq::llama::test::Bytes rebuilt_model(const std::function<bool(const GgufTensor&)>& keep, std::uint32_t block_count = 5,
+                                      int vocabulary_strings = 0) {
   const GgufFile& f = stories_file();
   ttq::llama::test::GgufBuilder b;
   b.kv_string("general.architecture", "llama");
   for (const char* key : {"llama.context_length", "llama.embedding_length", "llama.feed_forward_length",
-                          "llama.attention.head_count", "llama.attention.head_count_kv", "llama.block_count"}) {
+                          "llama.attention.head_count", "llama.attention.head_count_kv"}) {
     b.kv_u32(key, static_cast<std::uint32_t>(f.get_uint(key)));
+  }
+  b.kv_u32("llama.block_count", block_count);
+  if (vocabulary_strings > 0) {
+    std::vector<std::string> tokens;
+    for (int i = 0; i < vocabulary_strings; ++i) tokens.push_back(i < 512 ? f.get_string_array("tokenizer.ggml.tokens")[static_cast<std::size_t>(i)] : "extra");
+    b.kv_string("tokenizer.ggml.model", "llama").kv_string_array("tokenizer.ggml.tokens", tokens);
   }
   b.kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   for (const auto& t : f.tensors()) {
@@ -342,6 +350,17 @@ TEST_CASE("missing or misshapen tensors, bad metadata and bad token input are Ll
   SECTION("missing projection") {
     const GgufFile f = read_gguf(rebuilt_model([](const GgufTensor& t) { return t.name != "blk.2.ffn_up.weight"; }));
     CHECK_THROWS_WITH(LlamaModel(f), Catch::Contains("blk.2.ffn_up.weight"));
+  }
+  SECTION("block_count smaller than the blocks of tensors: refused, not run as a smaller model (issue 27)") {
+    const GgufFile f = read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 4));
+    CHECK_THROWS_WITH(LlamaModel(f), Catch::Contains("wrong number of tensors") && Catch::Contains("'blk.4."));
+    CHECK_NOTHROW(LlamaModel(read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 5))));
+  }
+  SECTION("a vocabulary of 511 or 513 strings against 512 embedding rows (issue 27)") {
+    for (int strings : {511, 513})
+      CHECK_THROWS_WITH(LlamaModel(read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 5, strings))),
+                        Catch::Contains("one string per row of token_embd.weight (512), got " + std::to_string(strings)));
+    CHECK_NOTHROW(LlamaModel(read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 5, 512))));
   }
   SECTION("wrong architecture") {
     const GgufFile f = read_gguf(ttq::llama::test::GgufBuilder().kv_string("general.architecture", "gpt2").build());

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <set>
 
 #include "llama/arch/architecture.hpp"
 #include "llama/gguf.hpp"
@@ -120,7 +121,7 @@ Model::Model(const GgufFile& file, const LinearFactory& factory) : impl_(std::ma
   const std::vector<ProjectionShape> shapes = projection_shapes(c);
 
   // Every tensor the architecture expects, checked before anything is built (a factory may
-  // quantize): present, with the shape the metadata implies.
+  // quantize): present, with the shape the metadata implies; then no other tensor in the file.
   std::vector<Expected> expected{{"token_embd.weight", {dim, vocab}}, {"output_norm.weight", {dim}}};
   if (file.find_tensor("output.weight")) expected.push_back({"output.weight", {dim, vocab}});
   for (int l = 0; l < c.n_layers; ++l) {
@@ -129,7 +130,24 @@ Model::Model(const GgufFile& file, const LinearFactory& factory) : impl_(std::ma
     for (const ProjectionShape& s : shapes)
       expected.push_back({linear_tensor_name(l, s.kind), {static_cast<std::uint64_t>(s.d_in), static_cast<std::uint64_t>(s.d_out)}});
   }
-  for (const Expected& e : expected) checked_tensor(file, e, arch);
+  std::set<std::string, std::less<>> names;
+  for (const Expected& e : expected) {
+    checked_tensor(file, e, arch);
+    names.insert(e.name);
+  }
+  std::vector<std::string> unused;
+  for (const GgufTensor& t : file.tensors())
+    if (!names.count(t.name)) unused.push_back(t.name);
+  if (!unused.empty())
+    throw LlamaError(cat(arch, ": wrong number of tensors: a model of block_count ", c.n_layers, " uses ", expected.size(), ", the file has ",
+                         file.tensors().size(), "; '", unused.front(), "'", unused.size() > 1 ? cat(" and ", unused.size() - 1, " more") : "",
+                         " would be ignored (an inconsistent file: its metadata does not describe its tensors)"));
+  // The vocabulary names one token per embedding row; any other count fails only while decoding.
+  if (const GgufValue* tokens = file.find("tokenizer.ggml.tokens"); tokens && tokens->type() == GgufType::array) {
+    const std::size_t strings = std::get<GgufArray>(tokens->value).size();
+    if (strings != vocab)
+      throw LlamaError(cat(arch, ": tokenizer.ggml.tokens: expected one string per row of token_embd.weight (", vocab, "), got ", strings));
+  }
 
   m.token_embd = file.tensor("token_embd.weight").data;
   if (const GgufTensor* out = file.find_tensor("output.weight")) m.output = out->data;

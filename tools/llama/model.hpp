@@ -141,10 +141,12 @@ inline constexpr int kNoTarget = -1;
 
 class Model {
  public:
-  // Builds the model from a parsed GGUF (which need not outlive it) for its architecture: each
-  // tensor the architecture expects must be there with the shape the metadata implies. The
-  // 7 * n_layers projections come from `factory`. `output.weight` may be absent (tied head:
-  // token_embd.weight is used). Throws LlamaError / GgufError.
+  // Builds the model from a parsed GGUF (which need not outlive it) for its architecture,
+  // accounting for every tensor: each one the architecture expects must be there with the shape
+  // the metadata implies, and no other may be (a file whose block_count is smaller than its
+  // blocks of tensors is refused), and a vocabulary (tokenizer.ggml.tokens) must have one string
+  // per embedding row. The 7 * n_layers projections come from `factory`. `output.weight` may be
+  // absent (tied head: token_embd.weight is used). Throws LlamaError / GgufError.
   explicit Model(const GgufFile& file, const LinearFactory& factory = make_fp32_linear);
   ~Model();
   Model(Model&&) noexcept;
