@@ -334,6 +334,36 @@ TEST_CASE("a block's sub-layer alone gives what it gave inside the prefill", "[m
   CHECK_THROWS_AS(model.block_sublayer(0, LlamaModel::Sublayer::mlp, in, 0, out), LlamaError);
 }
 
+TEST_CASE("blocks run one at a time on the embeddings feed each block what a prefill feeds it", "[model][linear]") {
+  // llm-awq's search advances each calibration window block by block (embed, block_forward): the
+  // inputs each block's projections see must be the prefill's, bit for bit.
+  std::vector<Event> log;
+  LlamaModel model(stories_file(), recording_factory(&log, false, nullptr));
+  const std::vector<int> tokens{1, 403, 407, 261, 378, 288, 320, 265, 289, 435, 30, 13};
+  (void)model.prefill(tokens);
+  std::map<std::string, std::vector<float>> prefill_inputs;
+  for (const Event& e : log)
+    if (e.what == 'f') prefill_inputs[e.layer] = e.input;
+  std::vector<float> x = model.embed(tokens);
+  CHECK(x.size() == tokens.size() * 64);
+  int compared = 0;
+  for (int layer = 0; layer < 5; ++layer) {
+    log.clear();
+    model.block_forward(layer, x, static_cast<int>(tokens.size()));
+    for (const Event& e : log)
+      if (e.what == 'f') {
+        INFO(e.layer);
+        CHECK(e.input == prefill_inputs.at(e.layer));
+        ++compared;
+      }
+  }
+  CHECK(compared == 35);
+  CHECK(model.position() == 0);
+  CHECK_THROWS_AS(model.block_forward(5, x, static_cast<int>(tokens.size())), LlamaError);
+  CHECK_THROWS_AS(model.block_forward(0, x, 3), LlamaError);
+  CHECK_THROWS_AS(model.embed(std::vector<int>{1, 512}), LlamaError);
+}
+
 TEST_CASE("without output.weight the head is tied to token_embd.weight", "[model]") {
   const auto bytes = rebuilt_model([](const GgufTensor& t) { return t.name != "output.weight"; });
   const GgufFile tied_file = read_gguf(bytes);

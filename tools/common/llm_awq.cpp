@@ -163,15 +163,20 @@ void search_llm_awq(LlamaModel& model, const MethodConfig& config, const std::ve
     std::vector<float> clamp;   // empty: no clamp
   };
   std::vector<std::array<Plan, kLinearKinds>> plans(static_cast<std::size_t>(arch.n_layers));
+  // Each window's residual stream before the current block: every block is searched on the fp32
+  // model's activations, so block l's inputs are the fp32 blocks 0..l-1 applied in turn, one block
+  // per search step (not a prefill of the whole model per block).
+  std::vector<std::vector<float>> streams;
+  for (const auto& w : windows) streams.push_back(model.embed(w));
   for (int layer = 0; layer < arch.n_layers; ++layer) {
-    // The fp32 inputs of this block's projections (all layers still fp32: llm-awq searches every
-    // block on the fp model's activations). q, k and v share their input, as gate and up do.
+    // The fp32 inputs of this block's projections, recorded while its stream advances through
+    // it. q, k and v share their input, as gate and up do.
     const std::array<Kind, 4> inputs_of{Kind::q, Kind::o, Kind::gate, Kind::down};
     for (Kind k : inputs_of) {
       probe(layer, k).recorded().clear();
       probe(layer, k).set_recording(true);
     }
-    for (const auto& w : windows) run_blocks(model, w);
+    for (std::size_t w = 0; w < windows.size(); ++w) model.block_forward(layer, streams[w], static_cast<int>(windows[w].size()));
     for (Kind k : inputs_of) probe(layer, k).set_recording(false);
     const std::vector<RowMatrix> x_attn = std::move(probe(layer, Kind::q).recorded());
     const std::vector<RowMatrix> x_o = std::move(probe(layer, Kind::o).recorded());

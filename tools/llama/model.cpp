@@ -78,28 +78,37 @@ struct Model::Impl {
     return BlockRun(blocks[static_cast<std::size_t>(layer)], config, layer, start, mode, rope_of(layer), parallel, workspace);
   }
 
-  // Runs `tokens` through the blocks at position() and leaves the final-normed states in x.
-  void run(std::span<const int> tokens, CalibrationMode mode) {
-    const int n = static_cast<int>(tokens.size());
-    if (n < 1) throw LlamaError("model: tokens: expected at least one token, got none");
-    if (tokens.size() > static_cast<std::size_t>(config.context_length - position))
-      throw LlamaError(cat("model: sequence length: expected at most context_length ", config.context_length, " positions, got ", position,
+  void check_tokens(std::span<const int> tokens, int start) const {
+    if (tokens.empty()) throw LlamaError("model: tokens: expected at least one token, got none");
+    if (tokens.size() > static_cast<std::size_t>(config.context_length - start))
+      throw LlamaError(cat("model: sequence length: expected at most context_length ", config.context_length, " positions, got ", start,
                            " cached + ", tokens.size(), " new"));
     for (std::size_t i = 0; i < tokens.size(); ++i)
       if (tokens[i] < 0 || tokens[i] >= config.vocab_size)
         throw LlamaError(cat("model: token ", i, ": expected an id in 0..", config.vocab_size - 1, ", got ", tokens[i]));
+  }
+
+  // The scaled embeddings of `tokens` into rows [0, n) of out (dim wide).
+  void embed_into(std::span<const int> tokens, float* out) const {
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      const float* e = token_embd.data() + static_cast<std::size_t>(tokens[t]) * config.dim;
+      float* row = out + t * static_cast<std::size_t>(config.dim);
+      if (config.embedding_scale == 1.0f) std::copy_n(e, config.dim, row);
+      else
+        for (int j = 0; j < config.dim; ++j) row[j] = e[j] * config.embedding_scale;
+    }
+  }
+
+  // Runs `tokens` through the blocks at position() and leaves the final-normed states in x.
+  void run(std::span<const int> tokens, CalibrationMode mode) {
+    const int n = static_cast<int>(tokens.size());
+    check_tokens(tokens, position);
     if (position == 0)
       for (auto& b : blocks)
         for (auto& l : b.linear) l->begin_prompt();
     const int start = position;
     x.resize(n, config.dim);
-    for (int t = 0; t < n; ++t) {
-      const float* e = token_embd.data() + static_cast<std::size_t>(tokens[static_cast<std::size_t>(t)]) * config.dim;
-      float* row = x.row(t);
-      if (config.embedding_scale == 1.0f) std::copy_n(e, config.dim, row);
-      else
-        for (int j = 0; j < config.dim; ++j) row[j] = e[j] * config.embedding_scale;
-    }
+    embed_into(tokens, x.data());
     for (int l = 0; l < config.n_layers; ++l) {
       BlockRun b = block_run(l, start, mode);
       arch->forward(b, x);
@@ -237,6 +246,32 @@ void Model::block_sublayer(int layer, Sublayer which, std::span<const float> nor
   if (which == Sublayer::attention) m.arch->attention(b, in, result);
   else m.arch->ffn(b, in, result);
   std::copy_n(result.data(), size, out.data());
+}
+
+std::vector<float> Model::embed(std::span<const int> tokens) const {
+  impl_->check_tokens(tokens, 0);
+  std::vector<float> out(tokens.size() * static_cast<std::size_t>(impl_->config.dim));
+  impl_->embed_into(tokens, out.data());
+  return out;
+}
+
+void Model::block_forward(int layer, std::span<float> x, int tokens) {
+  Impl& m = *impl_;
+  const int dim = m.config.dim;
+  if (layer < 0 || layer >= m.config.n_layers)
+    throw LlamaError(cat("model: block_forward: expected layer 0..", m.config.n_layers - 1, ", got ", layer));
+  if (tokens < 1 || tokens > m.config.context_length)
+    throw LlamaError(cat("model: block_forward: expected 1..", m.config.context_length, " tokens, got ", tokens));
+  const std::size_t size = static_cast<std::size_t>(tokens) * static_cast<std::size_t>(dim);
+  if (x.size() != size) throw LlamaError(cat("model: block_forward: expected ", tokens, " x ", dim, " floats, got ", x.size()));
+  reset();  // the block's KV cache is scratch here
+  for (auto& l : m.blocks[static_cast<std::size_t>(layer)].linear) l->begin_prompt();
+  Activations stream;
+  stream.resize(tokens, dim);
+  std::copy_n(x.data(), size, stream.data());
+  BlockRun b = m.block_run(layer, 0, CalibrationMode::forward_only);
+  m.arch->forward(b, stream);
+  std::copy_n(stream.data(), size, x.data());
 }
 
 LinearLayer& Model::linear(int layer, LinearKind kind) {

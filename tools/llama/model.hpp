@@ -199,6 +199,16 @@ class Model {
   enum class Sublayer { attention, mlp };
   void block_sublayer(int layer, Sublayer which, std::span<const float> normed, int tokens, std::span<float> out);
 
+  // The residual stream of a sequence before block 0: the embeddings of `tokens` [tokens, dim],
+  // scaled as the architecture does. Preconditions as prefill (LlamaError).
+  std::vector<float> embed(std::span<const int> tokens) const;
+  // Block `layer` alone on the residual stream x [tokens, dim] of one sequence at positions
+  // 0..tokens-1, in place (forward only: its projections see their inputs). Running blocks
+  // 0..L-1 in turn on embed(tokens) gives what a prefill feeds block L, so a search that needs
+  // every block's inputs costs one pass instead of one per block. Uses the KV cache as scratch:
+  // the model is reset(). Throws LlamaError on a bad layer, token count or buffer size.
+  void block_forward(int layer, std::span<float> x, int tokens);
+
   // The projection of `layer` (0-based) of `kind`, as the factory made it.
   LinearLayer& linear(int layer, LinearKind kind);
 
