@@ -267,9 +267,15 @@ TEST_CASE("the loader accounts for every tensor and checks the vocabulary agains
     const GgufFile f = read_gguf(tiny_gemma3({.block_count = 2}));
     CHECK_THROWS_WITH(Model(f), Catch::Contains("wrong number of tensors") && Catch::Contains("blk.2."));
   }
-  SECTION("block_count larger than the blocks of tensors") {
-    const GgufFile f = read_gguf(tiny_gemma3({.block_count = 4}));
-    CHECK_THROWS_WITH(Model(f), Catch::Contains("blk.3.") && Catch::Contains("absent"));
+  SECTION("block_count larger than the blocks of tensors, up to 2^24: refused at the first absent block") {
+    for (int claimed : {4, 1 << 24}) {
+      const GgufFile f = read_gguf(tiny_gemma3({.block_count = claimed}));
+      CHECK_THROWS_WITH(Model(f), Catch::Contains("blk.3.") && Catch::Contains("absent"));
+    }
+  }
+  SECTION("as many tensors as expected, one of them misnamed") {
+    const GgufFile f = read_gguf(tiny_gemma3({.block_count = 3, .extra_tensor = true, .drop_q_norm = true}));
+    CHECK_THROWS_WITH(Model(f), Catch::Contains("blk.1.attn_q_norm.weight") && Catch::Contains("absent"));
   }
   SECTION("a tensor no block uses") {
     const GgufFile f = read_gguf(tiny_gemma3({.extra_tensor = true}));

@@ -131,24 +131,25 @@ Model::Model(const GgufFile& file, const LinearFactory& factory) : impl_(std::ma
 
   // Every tensor the architecture expects, checked before anything is built (a factory may
   // quantize): present, with the shape the metadata implies; then no other tensor in the file.
-  std::vector<Expected> expected{{"token_embd.weight", {dim, vocab}}, {"output_norm.weight", {dim}}};
-  if (file.find_tensor("output.weight")) expected.push_back({"output.weight", {dim, vocab}});
-  for (int l = 0; l < c.n_layers; ++l) {
-    for (const BlockTensor& t : block_tensors)
-      expected.push_back({block_tensor_name(l, t), {static_cast<std::uint64_t>(t.length)}});
-    for (const ProjectionShape& s : shapes)
-      expected.push_back({linear_tensor_name(l, s.kind), {static_cast<std::uint64_t>(s.d_in), static_cast<std::uint64_t>(s.d_out)}});
-  }
+  // Checked as they are named, so a claimed block_count of 2^24 stops at the first absent block.
   std::set<std::string, std::less<>> names;
-  for (const Expected& e : expected) {
+  auto expect = [&](const Expected& e) {
     checked_tensor(file, e, arch);
     names.insert(e.name);
+  };
+  expect({"token_embd.weight", {dim, vocab}});
+  expect({"output_norm.weight", {dim}});
+  if (file.find_tensor("output.weight")) expect({"output.weight", {dim, vocab}});
+  for (int l = 0; l < c.n_layers; ++l) {
+    for (const BlockTensor& t : block_tensors) expect({block_tensor_name(l, t), {static_cast<std::uint64_t>(t.length)}});
+    for (const ProjectionShape& s : shapes)
+      expect({linear_tensor_name(l, s.kind), {static_cast<std::uint64_t>(s.d_in), static_cast<std::uint64_t>(s.d_out)}});
   }
   std::vector<std::string> unused;
   for (const GgufTensor& t : file.tensors())
     if (!names.count(t.name)) unused.push_back(t.name);
   if (!unused.empty())
-    throw LlamaError(cat(arch, ": wrong number of tensors: a model of block_count ", c.n_layers, " uses ", expected.size(), ", the file has ",
+    throw LlamaError(cat(arch, ": wrong number of tensors: a model of block_count ", c.n_layers, " uses ", names.size(), ", the file has ",
                          file.tensors().size(), "; '", unused.front(), "'", unused.size() > 1 ? cat(" and ", unused.size() - 1, " more") : "",
                          " would be ignored (an inconsistent file: its metadata does not describe its tensors)"));
   // The vocabulary names one token per embedding row; any other count fails only while decoding.
