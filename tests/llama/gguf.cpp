@@ -1,6 +1,7 @@
 // Tests of tools/llama/gguf.hpp: the real stories260K file reads as SOURCES.md describes it,
 // every metadata and tensor type round-trips through a hand-built buffer, the block formats
-// dequantize to hand-computed values, and a table of corrupted buffers (the real file truncated
+// dequantize to hand-computed values and every readable type to the floats of an independent
+// implementation (dequant_fixtures.txt, from the PyPI gguf package), and a table of corrupted buffers (the real file truncated
 // everywhere, patched headers, counts, strings, dims, types, offsets; hand-built oddities) each
 // raises GgufError with a message naming the problem, never a crash.
 #include <catch2/catch.hpp>
@@ -10,6 +11,8 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
+#include <sstream>
 
 #include "gguf_builder.hpp"
 #include "llama/gguf.hpp"
@@ -308,6 +311,85 @@ TEST_CASE("Q8_0, Q4_0 and Q4_1 blocks dequantize to hand-computed values", "[ggu
   }
 }
 
+namespace {
+
+// The records of dequant_fixtures.txt (make_dequant_fixtures.py).
+struct DequantFixture {
+  std::string type;
+  Bytes bytes;
+  std::vector<float> values;
+};
+
+std::vector<DequantFixture> dequant_fixtures() {
+  std::ifstream in(std::filesystem::path(TTQ_LLAMA_TEST_DIR) / "dequant_fixtures.txt");
+  REQUIRE(in);
+  std::vector<DequantFixture> out;
+  std::string word;
+  while (in >> word) {
+    if (word == "#") {
+      std::getline(in, word);
+    } else if (word == "type") {
+      out.emplace_back();
+      int blocks = 0;
+      in >> out.back().type >> word >> blocks;
+    } else if (word == "bytes") {
+      std::string hex;
+      in >> hex;
+      for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.back().bytes.push_back(static_cast<std::byte>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    } else if (word == "values") {
+      std::string line;
+      std::getline(in, line);
+      std::istringstream values(line);
+      for (std::string v; values >> v;) out.back().values.push_back(std::stof(v));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("every readable quantized type dequantizes to the gguf package's floats, bit for bit", "[gguf][dequant]") {
+  const std::map<std::string, GgufTensorType> types{{"Q4_0", GgufTensorType::q4_0}, {"Q4_1", GgufTensorType::q4_1},
+                                                    {"Q5_0", GgufTensorType::q5_0}, {"Q5_1", GgufTensorType::q5_1},
+                                                    {"Q8_0", GgufTensorType::q8_0}, {"Q2_K", GgufTensorType::q2_k},
+                                                    {"Q3_K", GgufTensorType::q3_k}, {"Q4_K", GgufTensorType::q4_k},
+                                                    {"Q5_K", GgufTensorType::q5_k}, {"Q6_K", GgufTensorType::q6_k}};
+  const auto fixtures = dequant_fixtures();
+  REQUIRE(fixtures.size() == types.size());
+  for (const DequantFixture& f : fixtures) {
+    INFO(f.type);
+    const GgufTensorType type = types.at(f.type);
+    const GgufBlockLayout layout = gguf_block_layout(static_cast<std::uint32_t>(type));
+    REQUIRE(f.bytes.size() == 3 * layout.block_bytes);
+    REQUIRE(f.values.size() == 3 * layout.block_values);
+    CHECK(gguf_tensor_type_name(static_cast<std::uint32_t>(type)) == f.type);
+    std::vector<float> out(f.values.size());
+    dequantize(type, f.bytes, out);
+    int mismatches = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) mismatches += out[i] != f.values[i];
+    CHECK(mismatches == 0);
+    // The same blocks as a tensor of a file: read_gguf finds the layout from the type number.
+    const GgufFile file = read_gguf(GgufBuilder().tensor("t", {layout.block_values, 3}, static_cast<std::uint32_t>(type), f.bytes).build());
+    CHECK(file.tensor("t").data == out);
+    // A block cut short is refused, never read past.
+    std::vector<float> short_out(out.size());
+    CHECK_THROWS_AS(dequantize(type, std::span<const std::byte>(f.bytes).first(f.bytes.size() - 1), short_out), GgufError);
+  }
+}
+
+TEST_CASE("a K-quant block whose scale is NaN or infinite is refused at load", "[gguf][dequant][hostile]") {
+  for (const auto& [type, half_at] : std::vector<std::pair<std::uint32_t, std::size_t>>{{12, 0}, {14, 208}, {11, 108}, {6, 0}}) {
+    const GgufBlockLayout layout = gguf_block_layout(type);
+    for (std::uint16_t bad : {std::uint16_t{0x7C00}, std::uint16_t{0x7E00}}) {  // +inf, NaN
+      Bytes block(layout.block_bytes, std::byte{0x11});
+      patch<std::uint16_t>(block, half_at, bad);
+      INFO(gguf_tensor_type_name(type) << " scale bits " << bad);
+      CHECK_THROWS_WITH(read_gguf(GgufBuilder().tensor("w", {layout.block_values}, type, block).build()),
+                        Catch::Contains("expected a finite number"));
+    }
+  }
+}
+
 TEST_CASE("tensors of every supported type load, dequantized, from a file with a custom alignment", "[gguf][dequant]") {
   std::array<std::int8_t, 32> qs{};
   for (int i = 0; i < 32; ++i) qs[static_cast<std::size_t>(i)] = static_cast<std::int8_t>(i - 16);
@@ -445,7 +527,9 @@ TEST_CASE("corrupted buffers are each a GgufError that names the problem", "[ggu
       {"dim above 2^63", patched([&](Bytes& b) { patch<std::uint64_t>(b, embd.dims, ~0ull); }), "dimension"},
       {"huge dims that fit in 64 bits", patched([&](Bytes& b) { patch<std::uint64_t>(b, embd.dims + 8, 1ull << 20); }), "data section"},
       {"tensor type 99", patched([&](Bytes& b) { patch<std::uint32_t>(b, embd.type, 99); }), "unknown(99)"},
-      {"tensor type Q4_K (known, unsupported)", patched([&](Bytes& b) { patch<std::uint32_t>(b, embd.type, 12); }), "Q4_K"},
+      {"tensor type IQ2_XXS (known, unsupported)", patched([&](Bytes& b) { patch<std::uint32_t>(b, embd.type, 16); }), "IQ2_XXS"},
+      {"Q4_K on a row of 64 values (a K-quant block holds 256)",
+       patched([&](Bytes& b) { patch<std::uint32_t>(b, embd.type, 12); }), "Q4_K block size 256"},
       {"Q8_0 on a row of 172 values",
        patched([&](Bytes& b) {
          const InfoAt down = info_at(b, "blk.0.ffn_down.weight", 2);

@@ -44,14 +44,22 @@ float max_abs_diff(std::span<const float> a, std::span<const float> b) {
   return m;
 }
 
-// Rebuilds stories260K as a GGUF with only the model's metadata and a chosen set of tensors.
-ttq::llama::test::Bytes rebuilt_model(const std::function<bool(const GgufTensor&)>& keep) {
+// Rebuilds stories260K as a GGUF with only the model's metadata and a chosen set of tensors
+// (optionally a different block_count, and a vocabulary of `vocabulary_strings` strings).
+ttq::llama::test::Bytes rebuilt_model(const std::function<bool(const GgufTensor&)>& keep, std::uint32_t block_count = 5,
+                                      int vocabulary_strings = 0) {
   const GgufFile& f = stories_file();
   ttq::llama::test::GgufBuilder b;
   b.kv_string("general.architecture", "llama");
   for (const char* key : {"llama.context_length", "llama.embedding_length", "llama.feed_forward_length",
-                          "llama.attention.head_count", "llama.attention.head_count_kv", "llama.block_count"}) {
+                          "llama.attention.head_count", "llama.attention.head_count_kv"}) {
     b.kv_u32(key, static_cast<std::uint32_t>(f.get_uint(key)));
+  }
+  b.kv_u32("llama.block_count", block_count);
+  if (vocabulary_strings > 0) {
+    std::vector<std::string> tokens;
+    for (int i = 0; i < vocabulary_strings; ++i) tokens.push_back(i < 512 ? f.get_string_array("tokenizer.ggml.tokens")[static_cast<std::size_t>(i)] : "extra");
+    b.kv_string("tokenizer.ggml.model", "llama").kv_string_array("tokenizer.ggml.tokens", tokens);
   }
   b.kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   for (const auto& t : f.tensors()) {
@@ -326,6 +334,36 @@ TEST_CASE("a block's sub-layer alone gives what it gave inside the prefill", "[m
   CHECK_THROWS_AS(model.block_sublayer(0, LlamaModel::Sublayer::mlp, in, 0, out), LlamaError);
 }
 
+TEST_CASE("blocks run one at a time on the embeddings feed each block what a prefill feeds it", "[model][linear]") {
+  // llm-awq's search advances each calibration window block by block (embed, block_forward): the
+  // inputs each block's projections see must be the prefill's, bit for bit.
+  std::vector<Event> log;
+  LlamaModel model(stories_file(), recording_factory(&log, false, nullptr));
+  const std::vector<int> tokens{1, 403, 407, 261, 378, 288, 320, 265, 289, 435, 30, 13};
+  (void)model.prefill(tokens);
+  std::map<std::string, std::vector<float>> prefill_inputs;
+  for (const Event& e : log)
+    if (e.what == 'f') prefill_inputs[e.layer] = e.input;
+  std::vector<float> x = model.embed(tokens);
+  CHECK(x.size() == tokens.size() * 64);
+  int compared = 0;
+  for (int layer = 0; layer < 5; ++layer) {
+    log.clear();
+    model.block_forward(layer, x, static_cast<int>(tokens.size()));
+    for (const Event& e : log)
+      if (e.what == 'f') {
+        INFO(e.layer);
+        CHECK(e.input == prefill_inputs.at(e.layer));
+        ++compared;
+      }
+  }
+  CHECK(compared == 35);
+  CHECK(model.position() == 0);
+  CHECK_THROWS_AS(model.block_forward(5, x, static_cast<int>(tokens.size())), LlamaError);
+  CHECK_THROWS_AS(model.block_forward(0, x, 3), LlamaError);
+  CHECK_THROWS_AS(model.embed(std::vector<int>{1, 512}), LlamaError);
+}
+
 TEST_CASE("without output.weight the head is tied to token_embd.weight", "[model]") {
   const auto bytes = rebuilt_model([](const GgufTensor& t) { return t.name != "output.weight"; });
   const GgufFile tied_file = read_gguf(bytes);
@@ -342,6 +380,17 @@ TEST_CASE("missing or misshapen tensors, bad metadata and bad token input are Ll
   SECTION("missing projection") {
     const GgufFile f = read_gguf(rebuilt_model([](const GgufTensor& t) { return t.name != "blk.2.ffn_up.weight"; }));
     CHECK_THROWS_WITH(LlamaModel(f), Catch::Contains("blk.2.ffn_up.weight"));
+  }
+  SECTION("block_count smaller than the blocks of tensors: refused, not run as a smaller model (issue 27)") {
+    const GgufFile f = read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 4));
+    CHECK_THROWS_WITH(LlamaModel(f), Catch::Contains("wrong number of tensors") && Catch::Contains("'blk.4."));
+    CHECK_NOTHROW(LlamaModel(read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 5))));
+  }
+  SECTION("a vocabulary of 511 or 513 strings against 512 embedding rows (issue 27)") {
+    for (int strings : {511, 513})
+      CHECK_THROWS_WITH(LlamaModel(read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 5, strings))),
+                        Catch::Contains("one string per row of token_embd.weight (512), got " + std::to_string(strings)));
+    CHECK_NOTHROW(LlamaModel(read_gguf(rebuilt_model([](const GgufTensor&) { return true; }, 5, 512))));
   }
   SECTION("wrong architecture") {
     const GgufFile f = read_gguf(ttq::llama::test::GgufBuilder().kv_string("general.architecture", "gpt2").build());

@@ -8,6 +8,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "gguf_builder.hpp"
 #include "llama/eval.hpp"
 #include "llama/gguf.hpp"
 #include "llama/tokenizer.hpp"
@@ -232,4 +233,45 @@ TEST_CASE("from_gguf picks the SentencePiece tokenizer for a llama vocabulary, e
   REQUIRE(t.sentencepiece() != nullptr);
   CHECK(t.sentencepiece()->vocab_size() == 512);
   CHECK(t.byte_level() == nullptr);
+}
+
+TEST_CASE("user-defined pieces are cut out whole before merging, longest first; no dummy prefix when asked", "[tokenizer][gemma3]") {
+  // A Gemma-like vocabulary: no dummy prefix, user-defined runs of newlines and spaces and a tag.
+  using T = TokenType;
+  const std::vector<std::string> pieces = {"<pad>", "<eos>", "<bos>", "<unk>", "\n", "\n\n", "  ", "   ", "<b>",
+                                           "\xE2\x96\x81", "a", "b", "<", ">", "ab", "\xE2\x96\x81" "a", "<0x09>"};
+  const std::vector<float> scores = {0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -2, -3, -4, -5, -6, -7, 0};
+  const std::vector<T> types = {T::control, T::control, T::control, T::unknown, T::user_defined, T::user_defined,
+                                T::user_defined, T::user_defined, T::user_defined, T::normal, T::normal, T::normal,
+                                T::normal, T::normal, T::normal, T::normal, T::byte};
+  const Tokenizer t(SentencePieceBpe(pieces, scores, types, 2, 1, 3, /*add_space_prefix=*/false), true);
+  // No dummy prefix: "ab" is one piece, not "▁a" "b".
+  CHECK(t.encode("ab", true) == std::vector<int>{2, 14});
+  // Three newlines: the longest run first ("\n\n"), then "\n"; the merges never cross a cut.
+  CHECK(t.encode("a\n\n\nb", false) == std::vector<int>{10, 5, 4, 11});
+  // Five spaces: "   " then "  "; one space stays a "▁" that merges with what follows.
+  CHECK(t.encode("a     b", false) == std::vector<int>{10, 7, 6, 11});
+  CHECK(t.encode("a a", false) == std::vector<int>{10, 15});
+  // The tag is cut out whole although "<", "b", ">" are pieces; a tab falls back to its byte.
+  CHECK(t.encode("a<b>b\t", false) == std::vector<int>{10, 8, 11, 16});
+  // Decoding keeps every space (no dummy prefix to drop) and the user-defined pieces' text.
+  for (const std::string s : {"ab", "a\n\n\nb", " a     b <b>\t", "\n"}) CHECK(t.decode(t.encode(s, true)) == s);
+
+  SECTION("with the dummy prefix, every stretch after a user-defined piece gets one, as llama.cpp does") {
+    const Tokenizer p(SentencePieceBpe(pieces, scores, types, 2, 1, 3, /*add_space_prefix=*/true), true);
+    CHECK(p.encode("a\nb", false) == std::vector<int>{15, 4, 9, 11});
+  }
+}
+
+TEST_CASE("from_gguf reads tokenizer.ggml.add_space_prefix", "[tokenizer][gemma3]") {
+  const auto file = [](bool prefix) {
+    return read_gguf(ttq::llama::test::GgufBuilder()
+                         .kv_string("tokenizer.ggml.model", "llama")
+                         .kv_string_array("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a"})
+                         .kv("tokenizer.ggml.add_space_prefix", 7, static_cast<std::uint8_t>(prefix))
+                         .build());
+  };
+  CHECK(Tokenizer::from_gguf(file(false)).encode("a", false) == std::vector<int>{4});
+  CHECK(Tokenizer::from_gguf(file(true)).encode("a", false) == std::vector<int>{3, 4});
+  CHECK(stories_tokenizer().sentencepiece()->add_space_prefix());  // absent: true
 }

@@ -126,7 +126,7 @@ expect_error "ppl: an unknown --method" "--method: expected fp32, rtn, awq or tt
 expect_error "ppl: an unknown --awq-mode" "--awq-mode: expected per-projection or llm-awq, got 'llm_awq'" "$ppl" "${small[@]}" --method awq --awq-mode llm_awq
 expect_error "ppl: --awq-mode without --method awq" "--awq-mode applies only to --method awq" "$ppl" "${small[@]}" --awq-mode llm-awq
 expect_error "ppl: --p with llm-awq's procedure" "--p applies only to --awq-mode per-projection and --method ttq" "$ppl" "${small[@]}" --method awq --awq-mode llm-awq --p 2
-expect_error "ppl: an unknown --protocol" "--protocol: expected paper or causal, got 'x'" "$ppl" "${small[@]}" --protocol x
+expect_error "ppl: an unknown --protocol" "--protocol: expected paper, causal, stream or llama-cpp, got 'x'" "$ppl" "${small[@]}" --protocol x
 expect_error "layer-error: an unknown --tensor" "--tensor: no tensor 'nope'" "$lay" --tensor nope
 
 # --- 5. Output is what it claims: valid JSON for any path; nothing printed before an error.

@@ -132,6 +132,13 @@ std::vector<float> search_clamp(const DynamicQuantizer& quantizer, const RowMatr
 
 }  // namespace
 
+void run_blocks(LlamaModel& model, std::span<const int> window) {
+  // No target: the output head (the largest matrix of a small-vocabulary-heavy model) is skipped.
+  const std::vector<int> none(window.size(), kNoTarget);
+  model.reset();
+  (void)model.extend_log_probs(window, none, CalibrationMode::forward_only);
+}
+
 void search_llm_awq(LlamaModel& model, const MethodConfig& config, const std::vector<std::vector<int>>& windows) {
   const LlamaConfig& arch = model.config();
   const DynamicQuantizer quantizer({.bits = config.bits, .group = config.group == 0 ? Index(PerChannel) : Index(config.group)});
@@ -143,8 +150,12 @@ void search_llm_awq(LlamaModel& model, const MethodConfig& config, const std::ve
   std::size_t calibration_tokens = 0;
   for (const auto& w : windows) calibration_tokens += w.size();
   if (calibration_tokens == 0) throw LlamaError("static AWQ (llm-awq): no calibration token");
-  // o is scaled (and its scale searched) only when v and o have the same shape, as llm-awq.
-  const bool scale_o = arch.n_kv_heads == arch.n_heads;
+  // o is scaled (and its scale searched) only when v and o have the same shape, as llm-awq
+  // (not with grouped-query attention, nor when the heads are wider than dim / heads: Gemma 3).
+  const std::vector<ProjectionShape> shapes = projection_shapes(arch);
+  const ProjectionShape& v_shape = shapes[static_cast<std::size_t>(Kind::v)];
+  const ProjectionShape& o_shape = shapes[static_cast<std::size_t>(Kind::o)];
+  const bool scale_o = v_shape.d_out == o_shape.d_out && v_shape.d_in == o_shape.d_in;
   const auto started = std::chrono::steady_clock::now();
 
   struct Plan {
@@ -152,15 +163,20 @@ void search_llm_awq(LlamaModel& model, const MethodConfig& config, const std::ve
     std::vector<float> clamp;   // empty: no clamp
   };
   std::vector<std::array<Plan, kLinearKinds>> plans(static_cast<std::size_t>(arch.n_layers));
+  // Each window's residual stream before the current block: every block is searched on the fp32
+  // model's activations, so block l's inputs are the fp32 blocks 0..l-1 applied in turn, one block
+  // per search step (not a prefill of the whole model per block).
+  std::vector<std::vector<float>> streams;
+  for (const auto& w : windows) streams.push_back(model.embed(w));
   for (int layer = 0; layer < arch.n_layers; ++layer) {
-    // The fp32 inputs of this block's projections (all layers still fp32: llm-awq searches every
-    // block on the fp model's activations). q, k and v share their input, as gate and up do.
+    // The fp32 inputs of this block's projections, recorded while its stream advances through
+    // it. q, k and v share their input, as gate and up do.
     const std::array<Kind, 4> inputs_of{Kind::q, Kind::o, Kind::gate, Kind::down};
     for (Kind k : inputs_of) {
       probe(layer, k).recorded().clear();
       probe(layer, k).set_recording(true);
     }
-    for (const auto& w : windows) model.prefill(w, CalibrationMode::forward_only);
+    for (std::size_t w = 0; w < windows.size(); ++w) model.block_forward(layer, streams[w], static_cast<int>(windows[w].size()));
     for (Kind k : inputs_of) probe(layer, k).set_recording(false);
     const std::vector<RowMatrix> x_attn = std::move(probe(layer, Kind::q).recorded());
     const std::vector<RowMatrix> x_o = std::move(probe(layer, Kind::o).recorded());

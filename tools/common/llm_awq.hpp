@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include <ttq/core/types.hpp>
@@ -39,6 +40,10 @@ class LlmAwqProbe {
   /// quantized operator.
   virtual void freeze(std::vector<float> scales, const RowMatrix& weight) = 0;
 };
+
+/// Runs `window` through every block of `model` from position 0 (projections see their inputs)
+/// without computing the output head: what a calibration pass needs.
+void run_blocks(LlamaModel& model, std::span<const int> window);
 
 /// Runs llm-awq's search on `model` (whose projections are the llm-awq projections of
 /// `config`, not yet frozen) over `windows` (each one sequence, all used), and freezes every

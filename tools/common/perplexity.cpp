@@ -9,25 +9,25 @@
 
 namespace ttq::llama {
 
-namespace {
-
-// -log softmax(row)[target], in double.
-double negative_log_prob(std::span<const float> row, int target) {
-  const double max = *std::max_element(row.begin(), row.end());
-  double z = 0.0;
-  for (float v : row) z += std::exp(static_cast<double>(v) - max);
-  return -(static_cast<double>(row[static_cast<std::size_t>(target)]) - max - std::log(z));
-}
-
-}  // namespace
-
 Protocol parse_protocol(std::string_view name) {
   if (name == "paper") return Protocol::paper;
   if (name == "causal") return Protocol::causal;
-  throw LlamaError("--protocol: expected paper or causal, got '" + std::string(name) + "'");
+  if (name == "stream") return Protocol::stream;
+  if (name == "llama-cpp") return Protocol::llama_cpp;
+  throw LlamaError("--protocol: expected paper, causal, stream or llama-cpp, got '" + std::string(name) + "'");
 }
 
-std::string protocol_name(Protocol protocol) { return protocol == Protocol::paper ? "paper" : "causal"; }
+std::string protocol_name(Protocol protocol) {
+  switch (protocol) {
+    case Protocol::paper: return "paper";
+    case Protocol::causal: return "causal";
+    case Protocol::stream: return "stream";
+    case Protocol::llama_cpp: return "llama-cpp";
+  }
+  return "?";
+}
+
+bool cuts_whole_stream(Protocol protocol) { return protocol == Protocol::stream || protocol == Protocol::llama_cpp; }
 
 namespace {
 
@@ -59,6 +59,8 @@ std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::stri
   if (options.ctx < 4) throw LlamaError("ctx: expected at least 4 tokens, got " + std::to_string(options.ctx));
   if (options.limit_tokens < 0) throw LlamaError("limit_tokens: expected >= 0, got " + std::to_string(options.limit_tokens));
   std::vector<std::vector<int>> windows;
+  if (options.separator && cuts_whole_stream(options.protocol))
+    throw LlamaError("--protocol " + protocol_name(options.protocol) + " scores the text as one stream; omit --separator");
   if (options.separator) {
     if (options.separator->empty())
       throw LlamaError("--separator: expected a non-empty line (an empty separator splits at blank lines and scores each "
@@ -82,12 +84,29 @@ std::vector<std::vector<int>> make_windows(const Tokenizer& tokenizer, std::stri
     if (windows.empty()) throw LlamaError(no_window_message(options, text.size(), total));
     return windows;
   }
+  const bool bos = tokenizer.expects_bos();
+  if (cuts_whole_stream(options.protocol)) {
+    // One BOS at the very start, windows of exactly ctx tokens, the tail dropped.
+    std::vector<int> stream = tokenizer.encode(text, /*add_bos=*/bos);
+    const std::size_t text_tokens = stream.size();
+    if (options.limit_tokens > 0 && stream.size() > static_cast<std::size_t>(options.limit_tokens))
+      stream.resize(static_cast<std::size_t>(options.limit_tokens));
+    const auto ctx = static_cast<std::size_t>(options.ctx);
+    for (std::size_t first = 0; first + ctx <= stream.size(); first += ctx) {
+      windows.emplace_back(stream.begin() + static_cast<std::ptrdiff_t>(first), stream.begin() + static_cast<std::ptrdiff_t>(first + ctx));
+      // llama-perplexity overwrites each window's first token with BOS (the first window's is BOS already).
+      if (options.protocol == Protocol::llama_cpp && bos) windows.back().front() = tokenizer.bos_id();
+    }
+    if (windows.empty())
+      throw LlamaError(no_window_message(options, text.size(), text_tokens) + ": --protocol " + protocol_name(options.protocol) +
+                       " needs at least --ctx " + std::to_string(options.ctx) + " tokens, BOS included");
+    return windows;
+  }
   std::vector<int> stream = tokenizer.encode(text, /*add_bos=*/false);
   const std::size_t text_tokens = stream.size();
   if (options.limit_tokens > 0 && stream.size() > static_cast<std::size_t>(options.limit_tokens))
     stream.resize(static_cast<std::size_t>(options.limit_tokens));
   // Models whose metadata asks for no BOS (e.g. SmolLM2) get windows of ctx text tokens.
-  const bool bos = tokenizer.expects_bos();
   const std::size_t body = static_cast<std::size_t>(options.ctx - (bos ? 1 : 0));
   for (std::size_t first = 0; first < stream.size(); first += body) {
     std::vector<int> window;
@@ -108,20 +127,28 @@ NllSum evaluate_windows(LlamaModel& model, const std::vector<std::vector<int>>& 
   for (std::size_t w = 0; w < windows.size(); ++w) {
     const std::vector<int>& tokens = windows[w];
     const int n = static_cast<int>(tokens.size());
-    if (protocol == Protocol::paper) {
+    if (protocol == Protocol::paper || protocol == Protocol::stream) {
       sum += score_tokens(model, tokens, CalibrationMode::calibrate_then_forward);
     } else {
-      // Prompt = first half: calibrate on it (and fill the KV cache), then score the rest
-      // with the prompt's quantization. Row h-1 of the prompt pass predicts token h.
+      // Prompt = first half: calibrate on it (and fill the KV cache), then score the rest with
+      // the prompt's quantization. Row t predicts token t + 1. causal scores tokens h..n-1 (the
+      // first from the prompt's last row), llama-cpp tokens h+1..n-1 (llama-perplexity's `first`).
       const int h = n / 2;
-      const Logits prompt = model.prefill(std::span<const int>(tokens).first(static_cast<std::size_t>(h)),
-                                          CalibrationMode::calibrate_then_forward);
-      sum.total += negative_log_prob(prompt.row(h - 1), tokens[static_cast<std::size_t>(h)]);
-      ++sum.count;
-      const Logits rest = model.extend(std::span<const int>(tokens).subspan(static_cast<std::size_t>(h)),
-                                       CalibrationMode::forward_only);
-      for (int t = 0; t + 1 < rest.tokens; ++t) {
-        sum.total += negative_log_prob(rest.row(t), tokens[static_cast<std::size_t>(h + t + 1)]);
+      const auto window = std::span<const int>(tokens);
+      std::vector<int> targets(static_cast<std::size_t>(h), kNoTarget);
+      if (protocol == Protocol::causal) targets.back() = tokens[static_cast<std::size_t>(h)];
+      model.reset();
+      const std::vector<double> prompt =
+          model.extend_log_probs(window.first(static_cast<std::size_t>(h)), targets, CalibrationMode::calibrate_then_forward);
+      if (protocol == Protocol::causal) {
+        sum.total -= prompt.back();
+        ++sum.count;
+      }
+      targets.assign(window.begin() + h + 1, window.end());
+      targets.push_back(kNoTarget);
+      const std::vector<double> rest = model.extend_log_probs(window.subspan(static_cast<std::size_t>(h)), targets, CalibrationMode::forward_only);
+      for (std::size_t t = 0; t + 1 < rest.size(); ++t) {
+        sum.total -= rest[t];
         ++sum.count;
       }
     }
@@ -154,7 +181,7 @@ std::int64_t calibrate_static_awq(LlamaModel& model, QuantizedLinears& linears,
     search_llm_awq(model, linears.config(), used_windows);
   } else {
     linears.begin_awq_calibration();
-    for (const auto& window : used_windows) model.prefill(window, CalibrationMode::forward_only);
+    for (const auto& window : used_windows) run_blocks(model, window);
   }
   linears.finish_awq_calibration();
   model.reset();

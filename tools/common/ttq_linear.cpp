@@ -237,12 +237,7 @@ void check_group_for_rows(std::int64_t group, std::int64_t d_in, const std::stri
 
 void check_method_for_model(const MethodConfig& c, const LlamaConfig& config) {
   if (c.method == Method::fp32) return;
-  const int q_dim = config.n_heads * config.head_dim, kv_dim = config.n_kv_heads * config.head_dim;
-  // [d_out, d_in] of each projection kind, in LinearKind order (as the model builds them).
-  const int shapes[kLinearKinds][2] = {{q_dim, config.dim},      {kv_dim, config.dim},     {kv_dim, config.dim}, {config.dim, q_dim},
-                                       {config.ffn_dim, config.dim}, {config.ffn_dim, config.dim}, {config.dim, config.ffn_dim}};
-  for (int kind = 0; kind < kLinearKinds; ++kind)
-    check_projection(c, linear_tensor_name(0, static_cast<LinearKind>(kind)), shapes[kind][0], shapes[kind][1]);
+  for (const ProjectionShape& s : projection_shapes(config)) check_projection(c, linear_tensor_name(0, s.kind), s.d_out, s.d_in);
 }
 
 BackendChoice MethodConfig::default_backend() {

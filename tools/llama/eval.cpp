@@ -44,14 +44,13 @@ std::vector<std::string> split_documents(std::string_view text, std::string_view
 NllSum score_tokens(LlamaModel& model, std::span<const int> tokens, CalibrationMode mode) {
   NllSum sum;
   if (tokens.size() < 2) return sum;
-  const Logits logits = model.prefill(tokens, mode);
-  for (int t = 0; t + 1 < logits.tokens; ++t) {
-    const auto row = logits.row(t);
-    const double max = *std::max_element(row.begin(), row.end());
-    double z = 0.0;
-    for (float v : row) z += std::exp(static_cast<double>(v) - max);
-    const double log_prob = static_cast<double>(row[static_cast<std::size_t>(tokens[t + 1])]) - max - std::log(z);
-    sum.total -= log_prob;
+  // Row t predicts token t + 1; the last row predicts nothing.
+  std::vector<int> targets(tokens.begin() + 1, tokens.end());
+  targets.push_back(kNoTarget);
+  model.reset();
+  const std::vector<double> log_probs = model.extend_log_probs(tokens, targets, mode);
+  for (std::size_t t = 0; t + 1 < tokens.size(); ++t) {
+    sum.total -= log_probs[t];
     ++sum.count;
   }
   return sum;

@@ -34,9 +34,9 @@ struct NllSum {
 // of ASCII whitespace as Python's str.strip() does, and drops the empty ones.
 std::vector<std::string> split_documents(std::string_view text, std::string_view separator = "<|endoftext|>");
 
-// log p(tokens[t+1] | tokens[..t]) for every t, from one prefill at position 0 (the model's
-// cache is reset). The log-softmax is computed in double. Preconditions: as
-// LlamaModel::prefill; fewer than 2 tokens give an empty sum.
+// -log p(tokens[t+1] | tokens[..t]) summed over every t, from one prefill at position 0 (the
+// model's cache is reset), the log-softmax streamed through the output head
+// (Model::extend_log_probs). Preconditions: as Model::prefill; fewer than 2 tokens give an empty sum.
 NllSum score_tokens(LlamaModel& model, std::span<const int> tokens,
                     CalibrationMode mode = CalibrationMode::forward_only);
 

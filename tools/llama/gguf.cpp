@@ -329,96 +329,6 @@ std::string gguf_tensor_type_name(std::uint32_t type) {
   return cat("unknown(", type, ")");
 }
 
-GgufBlockLayout gguf_block_layout(std::uint32_t type) {
-  switch (static_cast<GgufTensorType>(type)) {
-    case GgufTensorType::f32: return {4, 1};
-    case GgufTensorType::f16: return {2, 1};
-    case GgufTensorType::bf16: return {2, 1};
-    case GgufTensorType::q8_0: return {2 + 32, 32};      // fp16 scale, 32 x int8
-    case GgufTensorType::q4_0: return {2 + 16, 32};      // fp16 scale, 32 x 4 bit
-    case GgufTensorType::q4_1: return {2 + 2 + 16, 32};  // fp16 scale, fp16 min, 32 x 4 bit
-  }
-  throw GgufError(cat("gguf: tensor type: expected one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, got ",
-                      gguf_tensor_type_name(type), " (", type, ")"));
-}
-
-float half_to_float(std::uint16_t bits) noexcept {
-  const std::uint32_t sign = static_cast<std::uint32_t>(bits & 0x8000u) << 16;
-  const std::uint32_t exponent = (bits >> 10) & 0x1Fu;
-  const std::uint32_t mantissa = bits & 0x3FFu;
-  if (exponent == 0) {
-    // Zero or subnormal: mantissa * 2^-24, exact in fp32.
-    const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
-    return sign ? -magnitude : magnitude;
-  }
-  if (exponent == 31) return std::bit_cast<float>(sign | 0x7F800000u | (mantissa << 13));
-  return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
-}
-
-float bf16_to_float(std::uint16_t bits) noexcept {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
-}
-
-void dequantize(GgufTensorType type, std::span<const std::byte> src, std::span<float> dst) {
-  const auto layout = gguf_block_layout(static_cast<std::uint32_t>(type));
-  const std::uint64_t count = dst.size();
-  if (count % layout.block_values != 0) {
-    throw GgufError(cat("gguf: dequantize ", gguf_tensor_type_name(static_cast<std::uint32_t>(type)),
-                        ": expected a multiple of ", layout.block_values, " values, got ", count));
-  }
-  const std::uint64_t blocks = count / layout.block_values;
-  if (src.size() != blocks * layout.block_bytes) {
-    throw GgufError(cat("gguf: dequantize ", gguf_tensor_type_name(static_cast<std::uint32_t>(type)),
-                        ": expected ", blocks * layout.block_bytes, " bytes for ", count,
-                        " values, got ", src.size()));
-  }
-  const std::byte* p = src.data();
-  float* out = dst.data();
-  switch (type) {
-    case GgufTensorType::f32:
-      for (std::uint64_t i = 0; i < count; ++i) out[i] = load_le<float>(p + 4 * i);
-      return;
-    case GgufTensorType::f16:
-      for (std::uint64_t i = 0; i < count; ++i) out[i] = half_to_float(load_le<std::uint16_t>(p + 2 * i));
-      return;
-    case GgufTensorType::bf16:
-      for (std::uint64_t i = 0; i < count; ++i) out[i] = bf16_to_float(load_le<std::uint16_t>(p + 2 * i));
-      return;
-    case GgufTensorType::q8_0:
-      // block_q8_0 { ggml_half d; int8_t qs[32]; }: x[j] = d * qs[j].
-      for (std::uint64_t b = 0; b < blocks; ++b, p += 34, out += 32) {
-        const float d = half_to_float(load_le<std::uint16_t>(p));
-        for (int j = 0; j < 32; ++j) out[j] = d * static_cast<float>(static_cast<std::int8_t>(p[2 + j]));
-      }
-      return;
-    case GgufTensorType::q4_0:
-      // block_q4_0 { ggml_half d; uint8_t qs[16]; }: the low nibble of qs[j] is x[j], the high
-      // nibble is x[j + 16]; x = d * (nibble - 8).
-      for (std::uint64_t b = 0; b < blocks; ++b, p += 18, out += 32) {
-        const float d = half_to_float(load_le<std::uint16_t>(p));
-        for (int j = 0; j < 16; ++j) {
-          const auto q = static_cast<unsigned>(p[2 + j]);
-          out[j] = d * static_cast<float>(static_cast<int>(q & 0x0F) - 8);
-          out[j + 16] = d * static_cast<float>(static_cast<int>(q >> 4) - 8);
-        }
-      }
-      return;
-    case GgufTensorType::q4_1:
-      // block_q4_1 { ggml_half d; ggml_half m; uint8_t qs[16]; }: same nibble order as Q4_0;
-      // x = d * nibble + m.
-      for (std::uint64_t b = 0; b < blocks; ++b, p += 20, out += 32) {
-        const float d = half_to_float(load_le<std::uint16_t>(p));
-        const float m = half_to_float(load_le<std::uint16_t>(p + 2));
-        for (int j = 0; j < 16; ++j) {
-          const auto q = static_cast<unsigned>(p[4 + j]);
-          out[j] = d * static_cast<float>(q & 0x0F) + m;
-          out[j + 16] = d * static_cast<float>(q >> 4) + m;
-        }
-      }
-      return;
-  }
-}
-
 std::uint64_t GgufTensor::rows() const noexcept {
   std::uint64_t r = 1;
   for (std::size_t i = 1; i < dims.size(); ++i) r *= dims[i];
@@ -506,7 +416,7 @@ GgufFile read_gguf(std::span<const std::byte> bytes) {
     try {
       layout = gguf_block_layout(type);
     } catch (const GgufError&) {
-      in.fail(cat("tensor type: expected one of F32, F16, BF16, Q8_0, Q4_0, Q4_1, got ",
+      in.fail(cat("tensor type: expected one of ", kReadableTensorTypes, ", got ",
                   gguf_tensor_type_name(type), " (", type, ")"));
     }
     t.type = static_cast<GgufTensorType>(type);

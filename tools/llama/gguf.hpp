@@ -2,8 +2,9 @@
 // runner to load Llama weights and tokenizer metadata. It parses from a byte buffer so that a
 // fuzzer can feed it memory, treats every input as hostile (truncation, absurd counts and
 // sizes, out-of-range offsets, malformed strings, unknown types all raise GgufError, never
-// UB), and dequantizes the supported tensor types (F32, F16, BF16, Q8_0, Q4_0, Q4_1) to fp32
-// at load time, because the runner computes in fp32 and quantization is the library's job.
+// UB), and dequantizes the supported tensor types (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+// and the K-quants Q2_K..Q6_K; dequantize.cpp) to fp32 at load time, because the runner computes
+// in fp32 and quantization is the library's job.
 //
 // Format reference: ggml's docs/gguf.md (header, metadata key/value pairs, tensor infos,
 // padding to `general.alignment`, tensor data). All values are little-endian.
@@ -57,9 +58,19 @@ enum class GgufTensorType : std::uint32_t {
   f16 = 1,
   q4_0 = 2,
   q4_1 = 3,
+  q5_0 = 6,
+  q5_1 = 7,
   q8_0 = 8,
+  q2_k = 10,
+  q3_k = 11,
+  q4_k = 12,
+  q5_k = 13,
+  q6_k = 14,
   bf16 = 30,
 };
+
+// The readable types, as error messages list them.
+inline constexpr const char* kReadableTensorTypes = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
 
 // Name of a ggml tensor type number (also for the ones this reader cannot dequantize), or
 // "unknown(N)".
@@ -179,7 +190,7 @@ GgufFile read_gguf(std::span<const std::byte> bytes);
 GgufFile read_gguf_file(const std::filesystem::path& path);
 
 // Bytes one block of `type` occupies and the number of values it holds (1 for F32/F16/BF16,
-// 32 for the Q types). Throws GgufError for an unsupported type number.
+// 32 for Q4_0..Q8_0, 256 for the K-quants). Throws GgufError for an unsupported type number.
 struct GgufBlockLayout {
   std::uint64_t block_bytes;
   std::uint64_t block_values;

@@ -7,6 +7,7 @@
 #include "llama/tokenizer.hpp"
 #include "llama/error.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <queue>
@@ -51,13 +52,15 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
 }  // namespace
 
 SentencePieceBpe::SentencePieceBpe(std::vector<std::string> pieces, std::vector<float> scores,
-                                   std::vector<TokenType> types, int bos_id, int eos_id, int unknown_id)
+                                   std::vector<TokenType> types, int bos_id, int eos_id, int unknown_id,
+                                   bool add_space_prefix)
     : pieces_(std::move(pieces)),
       scores_(std::move(scores)),
       types_(std::move(types)),
       bos_id_(bos_id),
       eos_id_(eos_id),
-      unknown_id_(unknown_id) {
+      unknown_id_(unknown_id),
+      add_space_prefix_(add_space_prefix) {
   const auto n = pieces_.size();
   if (n == 0) throw LlamaError("tokenizer: expected at least one token, got an empty vocabulary");
   if (n > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
@@ -109,7 +112,10 @@ SentencePieceBpe::SentencePieceBpe(std::vector<std::string> pieces, std::vector<
     // The first of duplicate pieces wins, as a sorted-vocabulary binary search would find
     // either; real vocabularies have none.
     if (mergeable) piece_index_.emplace(pieces_[i], static_cast<int>(i));
+    if (types_[i] == TokenType::user_defined && !pieces_[i].empty()) user_defined_.push_back(static_cast<int>(i));
   }
+  std::stable_sort(user_defined_.begin(), user_defined_.end(),
+                   [&](int a, int b) { return pieces_[static_cast<std::size_t>(a)].size() > pieces_[static_cast<std::size_t>(b)].size(); });
 }
 
 SentencePieceBpe SentencePieceBpe::from_gguf(const GgufFile& file) {
@@ -140,7 +146,13 @@ SentencePieceBpe SentencePieceBpe::from_gguf(const GgufFile& file) {
   const int bos = id("tokenizer.ggml.bos_token_id", 1);
   const int eos = id("tokenizer.ggml.eos_token_id", 2);
   const int unknown = id("tokenizer.ggml.unknown_token_id", 0);
-  return SentencePieceBpe(std::move(pieces), std::move(scores), std::move(types), bos, eos, unknown);
+  bool add_space_prefix = true;
+  if (const GgufValue* v = file.find("tokenizer.ggml.add_space_prefix")) {
+    if (v->type() != GgufType::boolean)
+      throw LlamaError(cat("tokenizer: tokenizer.ggml.add_space_prefix: expected a bool, got ", gguf_type_name(v->type())));
+    add_space_prefix = std::get<bool>(v->value);
+  }
+  return SentencePieceBpe(std::move(pieces), std::move(scores), std::move(types), bos, eos, unknown, add_space_prefix);
 }
 
 int SentencePieceBpe::lookup(const std::string& piece) const {
@@ -151,7 +163,48 @@ int SentencePieceBpe::lookup(const std::string& piece) const {
 std::vector<int> SentencePieceBpe::encode(std::string_view text, bool add_bos, bool add_eos) const {
   std::vector<int> out;
   if (add_bos) out.push_back(bos_id_);
-  if (!text.empty()) {
+  // Stretches of text and user-defined tokens (token >= 0), in text order.
+  struct Fragment {
+    std::string_view text;
+    int token;
+  };
+  std::vector<Fragment> fragments;
+  if (!text.empty()) fragments.push_back({text, -1});
+  for (const int id : user_defined_) {
+    const std::string& piece = pieces_[static_cast<std::size_t>(id)];
+    std::vector<Fragment> cut;
+    cut.reserve(fragments.size());
+    for (const Fragment& f : fragments) {
+      if (f.token >= 0) {
+        cut.push_back(f);
+        continue;
+      }
+      std::size_t from = 0;
+      for (std::size_t at = f.text.find(piece); at != std::string_view::npos; at = f.text.find(piece, from)) {
+        if (at > from) cut.push_back({f.text.substr(from, at - from), -1});
+        cut.push_back({{}, id});
+        from = at + piece.size();
+      }
+      if (from < f.text.size()) cut.push_back({f.text.substr(from), -1});
+    }
+    fragments = std::move(cut);
+  }
+  bool after_special = true;  // the dummy prefix goes before the first stretch and after each user-defined token
+  for (const Fragment& f : fragments) {
+    if (f.token >= 0) {
+      out.push_back(f.token);
+      after_special = true;
+    } else {
+      encode_stretch(f.text, add_space_prefix_ && after_special, out);
+      after_special = false;
+    }
+  }
+  if (add_eos) out.push_back(eos_id_);
+  return out;
+}
+
+void SentencePieceBpe::encode_stretch(std::string_view text, bool dummy_prefix, std::vector<int>& out) const {
+  {
     // Slot order is text order (a merge keeps the left slot), so "leftmost" means "smallest
     // slot"; a symbol's links make the list that merges shrink.
     struct Symbol {
@@ -169,7 +222,7 @@ std::vector<int> SentencePieceBpe::encode(std::string_view text, bool add_bos, b
         for (unsigned char c : unit) symbols.push_back({byte_token_[c], 0, 0});
       }
     };
-    push_unit(" ");  // the dummy prefix, a symbol of its own as in llama2.c
+    if (dummy_prefix) push_unit(" ");  // a symbol of its own as in llama2.c
     // Units grouped as llama2.c does, on the raw text: a byte and the continuation bytes after
     // it, at most 4 in all (so malformed UTF-8 falls back to bytes the same way).
     std::size_t i = 0;
@@ -228,8 +281,6 @@ std::vector<int> SentencePieceBpe::encode(std::string_view text, bool add_bos, b
     }
     for (int s = symbols.empty() ? -1 : 0; s >= 0; s = symbols[s].next) out.push_back(symbols[s].token);
   }
-  if (add_eos) out.push_back(eos_id_);
-  return out;
 }
 
 const std::string& SentencePieceBpe::piece(int token) const {
@@ -257,7 +308,7 @@ std::string SentencePieceBpe::decode_piece(int previous, int token) const {
     return {};
   }
   std::string text = replace_all(p, kSpaceMarker, " ");
-  if (previous == bos_id_ && !text.empty() && text[0] == ' ') text.erase(0, 1);
+  if (add_space_prefix_ && previous == bos_id_ && !text.empty() && text[0] == ' ') text.erase(0, 1);
   return text;
 }
 

@@ -41,38 +41,51 @@ class SentencePieceBpe {
  public:
   // pieces[i] is token i's text with SentencePiece's U+2581 ("▁") standing for a space; scores
   // are merge priorities (higher merges first); types may be empty (all normal, byte tokens
-  // recognised by their "<0xNN>" spelling). Preconditions (LlamaError otherwise): pieces is
-  // non-empty, scores and (non-empty) types have its size, scores are finite, the special ids
-  // are in range.
+  // recognised by their "<0xNN>" spelling). add_space_prefix: whether encode() puts the dummy
+  // prefix "▁" before the text (SentencePiece's add_dummy_prefix; Llama yes, Gemma no).
+  // Preconditions (LlamaError otherwise): pieces is non-empty, scores and (non-empty) types have
+  // its size, scores are finite, the special ids are in range.
   SentencePieceBpe(std::vector<std::string> pieces, std::vector<float> scores,
-                   std::vector<TokenType> types, int bos_id, int eos_id, int unknown_id);
+                   std::vector<TokenType> types, int bos_id, int eos_id, int unknown_id,
+                   bool add_space_prefix = true);
 
   // Reads `tokenizer.ggml.{model,tokens,scores,token_type,bos_token_id,eos_token_id,
-  // unknown_token_id}`. The model must be "llama"; scores default to 0, types to normal, and
-  // bos/eos/unknown to 1/2/0 when absent. Throws LlamaError (or GgufError for malformed
-  // values).
+  // unknown_token_id,add_space_prefix}`. The model must be "llama"; scores default to 0, types
+  // to normal, bos/eos/unknown to 1/2/0 and add_space_prefix to true when absent. Throws
+  // LlamaError (or GgufError for malformed values).
   static SentencePieceBpe from_gguf(const GgufFile& file);
 
-  // Tokenizes like llama2.c's encode(): optional BOS, then (for non-empty text) the dummy
-  // prefix "▁" as a symbol of its own, then the text split into units of one byte plus up to
-  // three continuation bytes (UTF-8 code points when the text is valid), each looked up as a
-  // piece with ' ' read as "▁" or else spelled as byte tokens "<0xNN>", then the adjacent pair whose
-  // concatenation is a piece with the highest score is merged, leftmost first on ties, until
-  // no pair merges; optional EOS. Control, unknown, unused and byte pieces never take part in
-  // lookups or merges (SentencePiece's rule; llama2.c's vocabularies never form them anyway).
-  // Differs from llama2.c in one corner only: llama2.c ignores merges scored below -1e10.
+  // Tokenizes as llama.cpp does a SentencePiece vocabulary (llama_vocab::tokenize without
+  // parse_special), which for vocabularies without user-defined tokens is llama2.c's encode():
+  //  1. optional BOS;
+  //  2. the user-defined pieces (Gemma: runs of newlines, spaces and tabs, HTML tags) are cut
+  //     out of the text whole before any merging: longest piece first (ties by id), each
+  //     partitioning the text that earlier ones left, leftmost occurrence first;
+  //  3. every remaining stretch of text is encoded on its own: the dummy prefix "▁" as a symbol
+  //     of its own (with add_space_prefix, before the first stretch and any stretch that follows
+  //     a user-defined piece), then the stretch split into units of one byte plus up to three
+  //     continuation bytes (UTF-8 code points when the text is valid), each looked up as a
+  //     piece with ' ' read as "▁" or else spelled as byte tokens "<0xNN>", then the adjacent
+  //     pair whose concatenation is a piece with the highest score is merged, leftmost first on
+  //     ties, until no pair merges;
+  //  4. optional EOS.
+  // Control, unknown, unused and byte pieces never take part in lookups or merges
+  // (SentencePiece's rule). Differs from llama2.c in one corner only: llama2.c ignores merges
+  // scored below -1e10.
   std::vector<int> encode(std::string_view text, bool add_bos, bool add_eos = false) const;
 
   // Text of `token` as it follows `previous`, as llama2.c's decode(): "▁" becomes ' ', a byte
-  // token becomes its raw byte, and the leading space of a piece that follows BOS is dropped
-  // (it is the dummy prefix). Control and unknown tokens give "" (llama2.c prints their
-  // spelling; a generate tool does not want "</s>" in its output). Throws LlamaError for an
-  // id out of range.
+  // token becomes its raw byte, and, with add_space_prefix, the leading space of a piece that
+  // follows BOS is dropped (it is the dummy prefix). Control and unknown tokens give ""
+  // (llama2.c prints their spelling; a generate tool does not want "</s>" in its output).
+  // Throws LlamaError for an id out of range.
   std::string decode_piece(int previous, int token) const;
 
   // Concatenated decode_piece() of a sequence; the dummy-prefix space of the first text piece
   // is dropped also when no BOS precedes it, so decode(encode(s, b)) == s for any b.
   std::string decode(std::span<const int> tokens) const;
+
+  bool add_space_prefix() const noexcept { return add_space_prefix_; }
 
   int vocab_size() const noexcept { return static_cast<int>(pieces_.size()); }
   int bos_id() const noexcept { return bos_id_; }
@@ -84,6 +97,8 @@ class SentencePieceBpe {
 
  private:
   int lookup(const std::string& piece) const;  // -1 when not a mergeable piece
+  // Step 3 of encode() on one stretch of text.
+  void encode_stretch(std::string_view text, bool dummy_prefix, std::vector<int>& out) const;
 
   std::vector<std::string> pieces_;
   std::vector<float> scores_;
@@ -94,6 +109,8 @@ class SentencePieceBpe {
   int bos_id_;
   int eos_id_;
   int unknown_id_;
+  bool add_space_prefix_;
+  std::vector<int> user_defined_;  // user-defined tokens with text, longest first (ties by id)
 };
 
 // The pre-tokenizers of byte-level BPE (`tokenizer.ggml.pre`), which cut text into the words

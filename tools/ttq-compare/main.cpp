@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
     const GgufFile file = cli::load_model(flags);
     const Tokenizer tokenizer = Tokenizer::from_gguf(file);
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
+    // The TinyStories table scores documents, which only these two protocols define.
+    if (cuts_whole_stream(protocol))
+      throw LlamaError("--protocol: ttq-compare runs paper or causal (its TinyStories table scores documents), got '" +
+                       protocol_name(protocol) + "'");
     const std::int64_t calib_tokens = flags.get_int("calib-tokens", 2000, 4, std::int64_t{1} << 40);
     const std::int64_t wikitext_tokens = flags.get_int("wikitext-tokens", 16384, 4, std::int64_t{1} << 40);
     const int group = static_cast<int>(flags.get_int("group", 32, 0, cli::kMaxGroup));
@@ -101,9 +105,10 @@ int main(int argc, char** argv) {
     for (const MethodConfig& method : methods) check_method_for_model(method, config);
 
     const auto start = std::chrono::steady_clock::now();
-    std::printf("Perplexity of stories260K (lower is better), group %d, AWQ-compatible format, %s protocol.\n"
+    const std::string model_name(file.find_string("general.name").value_or(cli::model_path(flags)));
+    std::printf("Perplexity of %s (lower is better), group %d, AWQ-compatible format, %s protocol.\n"
                 "Static AWQ is calibrated on %lld tokens of the other text; TTQ on each window itself.\n",
-                group, protocol_name(protocol).c_str(), static_cast<long long>(calib_tokens));
+                model_name.c_str(), group, protocol_name(protocol).c_str(), static_cast<long long>(calib_tokens));
     const int bits[] = {2, 3, 4};
     std::size_t done = 0;
     const std::size_t total = corpora.size() * (1 + methods.size() * 3);

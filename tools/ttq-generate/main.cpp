@@ -41,9 +41,9 @@ Generation generate(const GgufFile& file, const Tokenizer& tokenizer, const Meth
   g.setup_seconds = since(setup);
   // The prompt is the calibration: TTQ quantizes for it, then decodes with that quantization.
   const auto prefill = std::chrono::steady_clock::now();
-  Logits logits = model.prefill(prompt, CalibrationMode::calibrate_then_forward);
+  model.reset();
+  std::vector<float> last = model.extend_last(prompt, CalibrationMode::calibrate_then_forward);
   g.prefill_seconds = since(prefill);
-  std::vector<float> last(logits.row(logits.tokens - 1).begin(), logits.row(logits.tokens - 1).end());
   int previous = prompt.back();
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) {

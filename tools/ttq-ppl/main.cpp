@@ -21,7 +21,7 @@ std::string read_input(const char* flag, const std::string& path) { return cli::
 
 const char* kUsage =
     "usage: ttq-ppl [--model M.gguf] [--text T.txt] [method flags] [--calib-text C.txt --calib-tokens N]\n"
-    "               [--ctx n] [--separator S] [--limit-tokens N] [--protocol paper|causal] [--json]\n"
+    "               [--ctx n] [--separator S] [--limit-tokens N] [--protocol paper|causal|stream|llama-cpp] [--json]\n"
     "  --model M.gguf             default: the bundled stories260K\n"
     "  --text T.txt               default: the bundled TinyStories sample (with --separator '<|endoftext|>')\n"
     "  --separator S              score each document between lines equal to S on its own (with BOS);\n"
@@ -29,8 +29,11 @@ const char* kUsage =
     "  --ctx n                    window / document budget in tokens, BOS included (default 512)\n"
     "  --limit-tokens N           evaluate only the first N tokens (documents: whole documents first,\n"
     "                             the last one truncated; default: all)\n"
-    "  --protocol paper|causal    paper: TTQ calibrates on each window; causal: on its first half,\n"
-    "                             only the second half is scored (for every method) (default paper)\n"
+    "  --protocol P               paper: TTQ calibrates on each window; causal: on its first half,\n"
+    "                             only the second half is scored (for every method); stream: the paper's\n"
+    "                             appendix G (one BOS for the whole text, windows of --ctx tokens without\n"
+    "                             BOS of their own, the tail dropped); llama-cpp: llama-perplexity's windows\n"
+    "                             and scored tokens (docs/tools.md, \"Protocols\") (default paper)\n"
     "  --calib-text C.txt         static AWQ's calibration text (default: the bundled WikiText-2)\n"
     "  --calib-tokens N           static AWQ's calibration tokens (default 2000; --awq-mode llm-awq: 65536,\n"
     "                             llm-awq's 128 samples of 512 tokens, or the whole text when shorter)\n"
@@ -61,9 +64,11 @@ int main(int argc, char** argv) {
     corpus.ctx = static_cast<int>(flags.get_int("ctx", 512, 4, 1 << 24));
     corpus.limit_tokens = flags.get_int("limit-tokens", 0, 0, std::int64_t{1} << 40);
     corpus.source = "--text '" + text_path + "'";
-    if (flags.has("separator")) corpus.separator = flags.get("separator", "");
-    else if (default_text) corpus.separator = "<|endoftext|>";
     const Protocol protocol = parse_protocol(flags.get("protocol", "paper"));
+    corpus.protocol = protocol;
+    // The bundled TinyStories text is scored per document, except under a whole-stream protocol.
+    if (flags.has("separator")) corpus.separator = flags.get("separator", "");
+    else if (default_text && !cuts_whole_stream(protocol)) corpus.separator = "<|endoftext|>";
     MethodConfig method = cli::method_from_flags(flags);
     // The bundled WikiText is static AWQ's calibration default only: other methods run without it.
     const std::string calib_path = method.method != Method::awq ? std::string()
